@@ -1,0 +1,73 @@
+//! Loads the embedded eBPF object once, with maps pinned so armed faults outlive the daemon.
+use aya::{programs::CgroupSkb, Ebpf, EbpfLoader};
+use tracing::{info, warn};
+
+use super::{pins::Pins, Error};
+use crate::clock::KernelClock;
+
+/// The object built from `chaos-ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/faultline"));
+
+/// Network program names in the object.
+pub const NET_EGRESS: &str = "net_egress";
+pub const NET_INGRESS: &str = "net_ingress";
+/// Empty program, the benchmark's baseline.
+pub const NET_NOOP: &str = "net_noop";
+
+/// The loaded object and the choices made while loading it.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub clock: KernelClock,
+    /// Why `CLOCK_TAI` is not used, when it is not.
+    pub tai_refused: Option<String>,
+}
+
+/// Loads the object and the network programs, preferring `CLOCK_TAI`: if the verifier refuses
+/// the TAI helper (Linux < 6.1) the object is loaded again on `CLOCK_MONOTONIC`.
+pub fn load(pins: &Pins) -> Result<Loaded, Error> {
+    let mut tai_refused = None;
+    for clock in [KernelClock::Tai, KernelClock::Monotonic] {
+        match load_with(pins, clock) {
+            Ok(ebpf) => {
+                info!(clock = clock.name(), "eBPF programs loaded");
+                return Ok(Loaded {
+                    ebpf,
+                    clock,
+                    tai_refused,
+                });
+            }
+            Err(err) if clock == KernelClock::Tai => {
+                warn!(error = %err, "CLOCK_TAI refused; falling back to CLOCK_MONOTONIC");
+                tai_refused = Some(crate::error::chain(&err));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    unreachable!("the monotonic attempt returns")
+}
+
+/// Loads the object with `clock` and every program the daemon attaches (not the baseline).
+pub fn load_with(pins: &Pins, clock: KernelClock) -> Result<Ebpf, Error> {
+    let global = clock.global();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(pins.maps_dir())
+        .override_global("CLOCK", &global, true)
+        .load(OBJECT)?;
+    for name in [NET_EGRESS, NET_INGRESS] {
+        cgroup_skb(&mut ebpf, name)?
+            .load()
+            .map_err(|source| Error::Program { name, source })?;
+    }
+    Ok(ebpf)
+}
+
+/// The `cgroup_skb` program `name` of the object.
+pub fn cgroup_skb<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSkb, Error> {
+    let program = ebpf.program_mut(name).ok_or(Error::Program {
+        name,
+        source: aya::programs::ProgramError::UnexpectedProgramType,
+    })?;
+    program
+        .try_into()
+        .map_err(|source| Error::Program { name, source })
+}

@@ -1,0 +1,49 @@
+//! `chaos-daemon`: the faultline node daemon.
+use anyhow::Context as _;
+use chaos_daemon::{api::Api, config::Config, config::LogFormat, serve, startup};
+use clap::Parser as _;
+use tokio::{signal::unix, sync::watch};
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logs(config.log_format);
+    let engine = startup::start(&config).context("starting the daemon")?;
+    let unix = serve::bind_unix(&config.socket)?;
+    let (stop, stopped) = watch::channel(false);
+    let mut term = unix::signal(unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = unix::signal(unix::SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down");
+        let _ = stop.send(true);
+    });
+    let served = serve::serve(
+        Api::new(engine.clone()),
+        unix,
+        &config.socket,
+        config.listen,
+        stopped,
+    )
+    .await;
+    engine.lock().await.shutdown();
+    let _ = std::fs::remove_file(&config.socket);
+    info!("stopped");
+    served.context("serving the API")
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

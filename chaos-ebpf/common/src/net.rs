@@ -1,0 +1,135 @@
+//! Network fault maps: targets by cgroup id, fault parameters by slot, peer CIDRs, counters.
+//!
+//! Untargeted traffic pays one hash lookup in [`TARGETS_MAP`] per cgroup level that holds a
+//! target (usually one level; at most [`MAX_TARGET_LEVELS`]); a hit yields up to [`SLOTS_PER_TARGET`] fault slots whose
+//! parameters live in an array indexed by slot.
+
+/// Number of network fault slots (array size of the parameter and counter maps).
+pub const MAX_FAULTS: u32 = 16_384;
+/// Number of distinct cgroups that can be targeted at once.
+pub const MAX_TARGETS: u32 = 16_384;
+/// Faults that can target the same cgroup at the same time.
+pub const SLOTS_PER_TARGET: usize = 8;
+/// Port ranges a fault can filter on.
+pub const MAX_PORT_RANGES: usize = 4;
+/// Deepest cgroup level (root = 0) a target may sit at.
+pub const MAX_LEVEL: u32 = 255;
+/// Distinct cgroup levels targets may sit at at once; bounds the ancestor walk.
+pub const MAX_TARGET_LEVELS: usize = 8;
+/// Peer CIDR entries across all faults.
+pub const MAX_PEERS: u32 = 65_536;
+
+/// Map names, shared so the daemon never spells them twice.
+pub const TARGETS_MAP: &str = "NET_TARGETS";
+pub const FAULTS_MAP: &str = "NET_FAULTS";
+pub const PEERS_MAP: &str = "NET_PEERS";
+pub const COUNTERS_MAP: &str = "NET_COUNTERS";
+pub const CONFIG_MAP: &str = "NET_CONFIG";
+
+/// Direction bits of [`NetFault::directions`].
+pub const DIR_EGRESS: u8 = 1;
+pub const DIR_INGRESS: u8 = 2;
+
+/// [`NetFault::protocol`] values; `PROTO_ANY` matches every IP packet.
+pub const PROTO_ANY: u8 = 0;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// [`NetFault::flags`]: the peer address must be in this fault's CIDR set.
+pub const FLAG_PEERS: u8 = 1;
+
+/// `threshold` that drops every matching packet (draws are 32-bit).
+pub const ALWAYS: u64 = 1 << 32;
+
+/// Value of [`TARGETS_MAP`]: slot + 1 of each fault on the cgroup, 0 = empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetSlots {
+    pub slots: [u32; SLOTS_PER_TARGET],
+}
+const _: () = assert!(core::mem::size_of::<TargetSlots>() == 32);
+
+/// Inclusive port range; a packet matches if its local or its peer port is inside.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+const _: () = assert!(core::mem::size_of::<PortRange>() == 4);
+
+/// Value of [`FAULTS_MAP`] at a slot: one network fault as the kernel applies it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetFault {
+    /// Window start, inclusive, in the object's clock (see `clock`).
+    pub start_ns: u64,
+    /// Window end, exclusive.
+    pub end_ns: u64,
+    /// Drop when a 32-bit random draw is below this; [`ALWAYS`] drops every packet.
+    pub threshold: u64,
+    pub ports: [PortRange; MAX_PORT_RANGES],
+    /// Number of valid entries in `ports`; 0 = any port.
+    pub port_count: u8,
+    /// [`DIR_EGRESS`] | [`DIR_INGRESS`].
+    pub directions: u8,
+    /// One of the `PROTO_*` values.
+    pub protocol: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<NetFault>() == 48);
+
+/// Per-CPU value of [`COUNTERS_MAP`] at a slot. Times are in the object's clock, 0 = never.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Packets of the target, in the fault's directions, while the fault was armed.
+    pub seen: u64,
+    /// Of those, packets inside the window that passed every filter.
+    pub matched: u64,
+    /// Of those, packets dropped.
+    pub dropped: u64,
+    /// First and last dropped packet.
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<NetCounters>() == 40);
+
+/// Data part of a [`PEERS_MAP`] LPM key: the fault's slot (big-endian, so it is the first 32
+/// bits of the prefix) then the peer address, IPv4 mapped into `::ffff:0:0/96`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerKey {
+    pub slot_be: [u8; 4],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<PeerKey>() == 20);
+
+/// Value of [`CONFIG_MAP`] at index 0: state that every program run reads first.
+///
+/// A list rather than a bitmask of levels: testing mask bits makes the verifier track every
+/// combination of known bits, and the program no longer verifies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The distinct cgroup levels targets sit at, ascending; the first `count` are valid.
+    pub levels: [u8; MAX_TARGET_LEVELS],
+    /// 0 = no network fault at all: every packet passes after this one lookup.
+    pub count: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<NetConfig>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type is #[repr(C)], made of integers, with explicit padding fields.
+    unsafe impl aya::Pod for super::TargetSlots {}
+    unsafe impl aya::Pod for super::NetFault {}
+    unsafe impl aya::Pod for super::NetCounters {}
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::NetConfig {}
+}

@@ -1,0 +1,269 @@
+//! Network loss and partition for targeted cgroups: `cgroup_skb` programs at the cgroup v2 root.
+//!
+//! Why `cgroup_skb` and why the root:
+//! - At TC ingress the receiving socket, and so its cgroup, is not known yet; `cgroup_skb`
+//!   ingress runs in `sk_filter()` after the socket lookup, with `skb->sk` the receiver, so both
+//!   directions can be matched by cgroup, in every network namespace, with no per-interface
+//!   attachment. An ingress drop there is silent to the sender, like loss on a wire.
+//! - Egress drops return 2 (drop + congestion notification): the stack sees `NET_XMIT_DROP`,
+//!   which UDP swallows unless the socket asked for `IP_RECVERR` and TCP treats as a local
+//!   drop and retransmits, instead of the `EPERM` that return 0 hands to every `sendmsg`
+//!   (<https://elixir.bootlin.com/linux/v6.1/source/kernel/bpf/cgroup.c#L1257>).
+//! - One attachment per direction at the root, made when the first network fault is armed, so
+//!   a fault on a pod cgroup also hits containers created under it during the window. The
+//!   program matches the socket's ancestors at the levels where targets sit
+//!   (`bpf_skb_ancestor_cgroup_id`), which costs untargeted traffic one hash lookup per such
+//!   level (usually one) and nothing else.
+use aya_ebpf::{
+    helpers::generated::{bpf_get_prandom_u32, bpf_skb_ancestor_cgroup_id},
+    macros::{cgroup_skb, map},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
+    programs::SkBuffContext,
+};
+use chaos_common::net::{
+    NetConfig, NetCounters, NetFault, PeerKey, TargetSlots, DIR_EGRESS, DIR_INGRESS, FLAG_PEERS,
+    MAX_FAULTS, MAX_PEERS, MAX_TARGET_LEVELS, MAX_PORT_RANGES, MAX_TARGETS, PROTO_ANY, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SLOTS_PER_TARGET,
+};
+
+use crate::clock::now_ns;
+
+#[map]
+static NET_TARGETS: HashMap<u64, TargetSlots> = HashMap::pinned(MAX_TARGETS, 0);
+#[map]
+static NET_FAULTS: Array<NetFault> = Array::pinned(MAX_FAULTS, 0);
+#[map]
+static NET_PEERS: LpmTrie<PeerKey, u8> = LpmTrie::pinned(MAX_PEERS, 0);
+#[map]
+static NET_COUNTERS: PerCpuArray<NetCounters> = PerCpuArray::pinned(MAX_FAULTS, 0);
+#[map]
+static NET_CONFIG: Array<NetConfig> = Array::pinned(1, 0);
+
+/// `cgroup_skb` verdicts (kernel/bpf/cgroup.c).
+const DROP: i32 = 0;
+const PASS: i32 = 1;
+const DROP_CN: i32 = 2;
+
+/// LPM prefix of a full peer key: 32 bits of slot + 128 bits of address.
+const PEER_PREFIX: u32 = 32 + 128;
+
+#[cgroup_skb(egress)]
+pub fn net_egress(ctx: SkBuffContext) -> i32 {
+    if judge(&ctx, DIR_EGRESS) {
+        DROP_CN
+    } else {
+        PASS
+    }
+}
+
+#[cgroup_skb(ingress)]
+pub fn net_ingress(ctx: SkBuffContext) -> i32 {
+    if judge(&ctx, DIR_INGRESS) {
+        DROP
+    } else {
+        PASS
+    }
+}
+
+/// Does nothing: the baseline the benchmark compares `net_egress` with.
+#[cgroup_skb(egress)]
+pub fn net_noop(_ctx: SkBuffContext) -> i32 {
+    PASS
+}
+
+/// The fields of a packet that filters look at.
+#[derive(Clone, Copy)]
+struct Packet {
+    protocol: u8,
+    has_ports: bool,
+    local_port: u16,
+    peer_port: u16,
+    /// Peer address, IPv4 mapped into `::ffff:0:0/96`.
+    peer: [u8; 16],
+}
+
+impl Packet {
+    const EMPTY: Self = Self {
+        protocol: 0,
+        has_ports: false,
+        local_port: 0,
+        peer_port: 0,
+        peer: [0; 16],
+    };
+}
+
+/// True when some armed fault of the socket's cgroup (or of one of its ancestors) drops it.
+#[inline(always)]
+fn judge(ctx: &SkBuffContext, dir: u8) -> bool {
+    let Some(config) = NET_CONFIG.get(0) else {
+        return false;
+    };
+    let count = usize::from(config.count);
+    if count == 0 {
+        return false;
+    }
+    let skb = ctx.skb.skb;
+    let mut pkt = Packet::EMPTY;
+    let mut parsed = false;
+    let mut now = 0;
+    let mut drop = false;
+    for i in 0..MAX_TARGET_LEVELS {
+        if i >= count {
+            break;
+        }
+        // SAFETY: `skb` is the context pointer of this program.
+        let id = unsafe { bpf_skb_ancestor_cgroup_id(skb, i32::from(config.levels[i])) };
+        if id == 0 {
+            // The socket's cgroup is shallower than this level, and than every later one.
+            break;
+        }
+        // SAFETY: the value is only read, and the kernel keeps it alive for this run.
+        let Some(target) = (unsafe { NET_TARGETS.get(&id) }) else {
+            continue;
+        };
+        // Only targeted packets pay for parsing and the clock.
+        if !parsed {
+            if !parse(ctx, dir, &mut pkt) {
+                return drop;
+            }
+            parsed = true;
+            now = now_ns();
+        }
+        for s in 0..SLOTS_PER_TARGET {
+            let slot = target.slots[s];
+            if slot != 0 && apply(slot - 1, dir, now, &pkt) {
+                drop = true;
+            }
+        }
+    }
+    drop
+}
+
+/// Evaluates one fault on one packet, updating its counters; true = drop.
+#[inline(always)]
+fn apply(slot: u32, dir: u8, now: u64, pkt: &Packet) -> bool {
+    let Some(fault) = NET_FAULTS.get(slot) else {
+        return false;
+    };
+    if fault.directions & dir == 0 {
+        return false;
+    }
+    let Some(counters) = NET_COUNTERS.get_ptr_mut(slot) else {
+        return false;
+    };
+    // SAFETY: per-CPU value of this slot; this CPU is the only writer while we run.
+    let counters = unsafe { &mut *counters };
+    counters.seen += 1;
+    if now < fault.start_ns || now >= fault.end_ns {
+        return false;
+    }
+    if !protocol_matches(fault.protocol, pkt.protocol) || !ports_match(fault, pkt) {
+        return false;
+    }
+    if fault.flags & FLAG_PEERS != 0 {
+        let key = Key::new(
+            PEER_PREFIX,
+            PeerKey {
+                slot_be: slot.to_be_bytes(),
+                addr: pkt.peer,
+            },
+        );
+        if NET_PEERS.get(&key).is_none() {
+            return false;
+        }
+    }
+    counters.matched += 1;
+    // SAFETY: helper without pointer arguments.
+    let draw = u64::from(unsafe { bpf_get_prandom_u32() });
+    if draw >= fault.threshold {
+        return false;
+    }
+    counters.dropped += 1;
+    if counters.first_ns == 0 {
+        counters.first_ns = now;
+    }
+    counters.last_ns = now;
+    true
+}
+
+#[inline(always)]
+fn protocol_matches(wanted: u8, got: u8) -> bool {
+    match wanted {
+        PROTO_ANY => true,
+        PROTO_ICMP => got == PROTO_ICMP || got == PROTO_ICMPV6,
+        _ => wanted == got,
+    }
+}
+
+#[inline(always)]
+fn ports_match(fault: &NetFault, pkt: &Packet) -> bool {
+    if fault.port_count == 0 {
+        return true;
+    }
+    if !pkt.has_ports {
+        return false;
+    }
+    for i in 0..MAX_PORT_RANGES {
+        if i >= fault.port_count as usize {
+            break;
+        }
+        let range = fault.ports[i];
+        let inside = |port: u16| port >= range.first && port <= range.last;
+        if inside(pkt.local_port) || inside(pkt.peer_port) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads protocol, ports and peer address into `pkt`; false for non-IP packets.
+/// `cgroup_skb` data starts at the IP header.
+#[inline(always)]
+fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
+    let Ok(first) = ctx.load::<u8>(0) else {
+        return false;
+    };
+    let l4: usize;
+    match first >> 4 {
+        4 => {
+            let Ok(header) = ctx.load::<[u8; 20]>(0) else {
+                return false;
+            };
+            pkt.protocol = header[9];
+            let peer = if dir == DIR_EGRESS { 16 } else { 12 };
+            pkt.peer[10] = 0xff;
+            pkt.peer[11] = 0xff;
+            pkt.peer[12] = header[peer];
+            pkt.peer[13] = header[peer + 1];
+            pkt.peer[14] = header[peer + 2];
+            pkt.peer[15] = header[peer + 3];
+            // Later fragments carry no transport header: they match no port filter.
+            if u16::from_be_bytes([header[6], header[7]]) & 0x1fff != 0 {
+                return true;
+            }
+            l4 = usize::from(first & 0x0f) * 4;
+        }
+        6 => {
+            let Ok(next) = ctx.load::<u8>(6) else {
+                return false;
+            };
+            pkt.protocol = next;
+            let peer = if dir == DIR_EGRESS { 24 } else { 8 };
+            let Ok(addr) = ctx.load::<[u8; 16]>(peer) else {
+                return false;
+            };
+            pkt.peer = addr;
+            l4 = 40;
+        }
+        _ => return false,
+    }
+    if pkt.protocol == PROTO_TCP || pkt.protocol == PROTO_UDP {
+        if let Ok(ports) = ctx.load::<[u8; 4]>(l4) {
+            let src = u16::from_be_bytes([ports[0], ports[1]]);
+            let dst = u16::from_be_bytes([ports[2], ports[3]]);
+            (pkt.local_port, pkt.peer_port) = if dir == DIR_EGRESS { (src, dst) } else { (dst, src) };
+            pkt.has_ports = true;
+        }
+    }
+    true
+}
