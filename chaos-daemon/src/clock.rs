@@ -106,7 +106,10 @@ mod tests {
         for clock in [KernelClock::Tai, KernelClock::Monotonic] {
             let unix = unix_now_ns() + 5_000_000_000;
             let back = clock.to_unix(clock.from_unix(unix));
-            assert!(back.abs_diff(unix) < 1_000_000, "{clock:?}: {unix} -> {back}");
+            assert!(
+                back.abs_diff(unix) < 1_000_000,
+                "{clock:?}: {unix} -> {back}"
+            );
         }
     }
 

@@ -17,7 +17,11 @@ use crate::faults::window::Limits;
 #[command(name = "chaos-daemon", version)]
 pub struct Config {
     /// Unix socket to serve the API on (created mode 0600).
-    #[arg(long, env = "FAULTLINE_SOCKET", default_value = "/run/faultline/faultline.sock")]
+    #[arg(
+        long,
+        env = "FAULTLINE_SOCKET",
+        default_value = "/run/faultline/faultline.sock"
+    )]
     pub socket: PathBuf,
 
     /// Also serve the API on this TCP address, e.g. 127.0.0.1:7465 (no TLS: keep it local).

@@ -194,7 +194,7 @@ impl Engine {
         info!(fault.id = %id, target = %req.target, kind = armed.plan.kind, slot,
             start = window.start_unix_ns, end = window.end_unix_ns, "fault armed");
         self.start_lifecycle(shared, fault, armed);
-        Ok(self.get(&id)?)
+        self.get(&id)
     }
 
     /// Writes a fault into the kernel: attachments, levels, then the maps.
@@ -202,7 +202,9 @@ impl Engine {
         let mut levels = self.levels();
         levels.extend(levels_of(&armed.cgroups));
         let (Some(kernel), Some(hier)) = (self.kernel.as_mut(), self.hier.as_ref()) else {
-            return Err(Error::FailedPrecondition("network programs not loaded".into()));
+            return Err(Error::FailedPrecondition(
+                "network programs not loaded".into(),
+            ));
         };
         let window_ns = (
             kernel.clock.from_unix(window.start_unix_ns),
@@ -211,8 +213,20 @@ impl Engine {
         let result = kernel
             .net
             .set_levels(&levels)
-            .and_then(|()| kernel.links.attach(&mut kernel.ebpf, &hier.mount, &self.pins))
-            .and_then(|()| network::arm(&mut kernel.net, armed.slot, &armed.plan, window_ns, &armed.cgroups));
+            .and_then(|()| {
+                kernel
+                    .links
+                    .attach(&mut kernel.ebpf, &hier.mount, &self.pins)
+            })
+            .and_then(|()| {
+                network::arm(
+                    &mut kernel.net,
+                    armed.slot,
+                    &armed.plan,
+                    window_ns,
+                    &armed.cgroups,
+                )
+            });
         if let Err(err) = result {
             self.settle_kernel();
             return Err(err.into());
@@ -275,7 +289,9 @@ impl Engine {
         entry.stop = None;
         if let Some(kernel) = self.kernel.as_mut() {
             refresh(&mut entry.fault, &armed, kernel);
-            if let Err(err) = network::disarm(&mut kernel.net, armed.slot, &armed.plan, &armed.cgroups) {
+            if let Err(err) =
+                network::disarm(&mut kernel.net, armed.slot, &armed.plan, &armed.cgroups)
+            {
                 warn!(fault.id = %id, error = %err, "disarming");
             }
         }
@@ -378,7 +394,10 @@ impl Engine {
                 id: record.id.clone(),
                 target: plan.1.target.clone(),
                 cgroup_ids: record.cgroups.iter().map(|c| c.id).collect(),
-                spec: plan.1.spec.map(|inject_request::Spec::Network(n)| fault::Spec::Network(n)),
+                spec: plan
+                    .1
+                    .spec
+                    .map(|inject_request::Spec::Network(n)| fault::Spec::Network(n)),
                 start_at_unix_ns: record.start_unix_ns,
                 end_at_unix_ns: record.end_unix_ns,
                 state: state_at(window, now) as i32,
@@ -395,7 +414,11 @@ impl Engine {
                         stop: None,
                     },
                 );
-                self.finish(&record.id, FaultState::Completed, "ended while the daemon was down");
+                self.finish(
+                    &record.id,
+                    FaultState::Completed,
+                    "ended while the daemon was down",
+                );
                 continue;
             }
             if let Err(err) = self.arm(&armed, window) {
@@ -408,7 +431,11 @@ impl Engine {
                         stop: None,
                     },
                 );
-                self.finish(&record.id, FaultState::Failed, &format!("re-arming after restart: {err}"));
+                self.finish(
+                    &record.id,
+                    FaultState::Failed,
+                    &format!("re-arming after restart: {err}"),
+                );
                 continue;
             }
             info!("fault adopted after restart");
@@ -503,7 +530,9 @@ async fn lifecycle(
             () = tokio::time::sleep_until(at(window.start_unix_ns)) => {}
             _ = &mut stopped => return,
         }
-        let Some(engine) = engine.upgrade() else { return };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
         engine.lock().await.opened(&id);
     }
     tokio::select! {

@@ -130,10 +130,14 @@ impl Journal {
             }
             let parsed = std::fs::read(&path)
                 .map_err(|err| err.to_string())
-                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).map_err(|err| err.to_string()));
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Record>(&bytes).map_err(|err| err.to_string())
+                });
             match parsed {
                 Ok(record) => records.push(record),
-                Err(err) => warn!(path = %path.display(), error = %err, "skipping unreadable journal record"),
+                Err(err) => {
+                    warn!(path = %path.display(), error = %err, "skipping unreadable journal record")
+                }
             }
         }
         records.sort_by_key(|r| (r.start_unix_ns, r.id.clone()));
@@ -158,7 +162,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// Parses lower- or upper-case hex; `None` if malformed.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -39,7 +39,11 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
         pins.remove_all()?;
     }
     pins.prepare()?;
-    probe.add("bpffs", true, format!("pins under {}", pins.root().display()));
+    probe.add(
+        "bpffs",
+        true,
+        format!("pins under {}", pins.root().display()),
+    );
     let kernel = match loader::load(&pins) {
         Ok(mut loaded) => {
             probe.add(
@@ -78,9 +82,9 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
     let engine = Engine::new(hier, kernel, pins, journal, probe, limits);
     let shared: Shared = Arc::new(Mutex::new(engine));
     {
-        let mut engine = shared.try_lock().map_err(|_| {
-            crate::error::Error::Internal("engine locked during start-up".into())
-        })?;
+        let mut engine = shared
+            .try_lock()
+            .map_err(|_| crate::error::Error::Internal("engine locked during start-up".into()))?;
         engine.recover(&shared)?;
     }
     info!("engine ready");

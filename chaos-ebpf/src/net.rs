@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use chaos_common::net::{
     NetConfig, NetCounters, NetFault, PeerKey, TargetSlots, DIR_EGRESS, DIR_INGRESS, FLAG_PEERS,
-    MAX_FAULTS, MAX_PEERS, MAX_TARGET_LEVELS, MAX_PORT_RANGES, MAX_TARGETS, PROTO_ANY, PROTO_ICMP,
+    MAX_FAULTS, MAX_PEERS, MAX_PORT_RANGES, MAX_TARGETS, MAX_TARGET_LEVELS, PROTO_ANY, PROTO_ICMP,
     PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SLOTS_PER_TARGET,
 };
 
@@ -118,7 +118,7 @@ fn judge(ctx: &SkBuffContext, dir: u8) -> bool {
             break;
         }
         // SAFETY: the value is only read, and the kernel keeps it alive for this run.
-        let Some(target) = (unsafe { NET_TARGETS.get(&id) }) else {
+        let Some(target) = (unsafe { NET_TARGETS.get(id) }) else {
             continue;
         };
         // Only targeted packets pay for parsing and the clock.
@@ -261,7 +261,11 @@ fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
         if let Ok(ports) = ctx.load::<[u8; 4]>(l4) {
             let src = u16::from_be_bytes([ports[0], ports[1]]);
             let dst = u16::from_be_bytes([ports[2], ports[3]]);
-            (pkt.local_port, pkt.peer_port) = if dir == DIR_EGRESS { (src, dst) } else { (dst, src) };
+            (pkt.local_port, pkt.peer_port) = if dir == DIR_EGRESS {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
             pkt.has_ports = true;
         }
     }

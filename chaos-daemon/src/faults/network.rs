@@ -63,7 +63,11 @@ pub fn plan(spec: &NetworkFault) -> Result<NetPlan, Error> {
     }
     for (i, range) in spec.ports.iter().enumerate() {
         let field = format!("network.ports[{i}]");
-        let last = if range.last == 0 { range.first } else { range.last };
+        let last = if range.last == 0 {
+            range.first
+        } else {
+            range.last
+        };
         if range.first == 0 || range.first > 65_535 || last > 65_535 {
             return Err(Error::invalid(
                 field,
@@ -87,12 +91,7 @@ pub fn plan(spec: &NetworkFault) -> Result<NetPlan, Error> {
         fault.flags |= FLAG_PEERS;
     }
     let kind = match &spec.action {
-        None => {
-            return Err(Error::invalid(
-                "network.action",
-                "set loss or partition",
-            ))
-        }
+        None => return Err(Error::invalid("network.action", "set loss or partition")),
         Some(Action::Loss(loss)) => {
             fault.threshold = threshold(loss.percent)?;
             "network.loss"
@@ -145,15 +144,21 @@ fn parse_peers(peers: &[String]) -> Result<Vec<Peer>, Error> {
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let net: ipnet::IpNet = text.trim().parse().or_else(|_| {
-                // A bare address is a /32 or /128.
-                text.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from)
-            }).map_err(|_| {
-                Error::invalid(
-                    format!("network.peers[{i}]"),
-                    format!("{text:?} is not an IPv4 or IPv6 CIDR"),
-                )
-            })?;
+            let net: ipnet::IpNet = text
+                .trim()
+                .parse()
+                .or_else(|_| {
+                    // A bare address is a /32 or /128.
+                    text.trim()
+                        .parse::<std::net::IpAddr>()
+                        .map(ipnet::IpNet::from)
+                })
+                .map_err(|_| {
+                    Error::invalid(
+                        format!("network.peers[{i}]"),
+                        format!("{text:?} is not an IPv4 or IPv6 CIDR"),
+                    )
+                })?;
             Ok(match net.trunc() {
                 ipnet::IpNet::V4(v4) => Peer {
                     addr: v4.addr().to_ipv6_mapped().octets(),
@@ -261,7 +266,10 @@ mod tests {
         assert_eq!(field_of(plan(&loss(150.0))), "network.loss.percent");
         assert_eq!(field_of(plan(&NetworkFault::default())), "network.action");
         let mut reversed = loss(10.0);
-        reversed.ports = vec![ApiRange { first: 90, last: 80 }];
+        reversed.ports = vec![ApiRange {
+            first: 90,
+            last: 80,
+        }];
         assert_eq!(field_of(plan(&reversed)), "network.ports[0]");
         let mut cidr = loss(10.0);
         cidr.peers = vec!["10.0.0.0/8".into(), "10.0.0.0/99".into()];
@@ -276,7 +284,11 @@ mod tests {
     #[test]
     fn maps_ipv4_peers_into_ipv6() {
         let mut spec = loss(10.0);
-        spec.peers = vec!["192.0.2.7/24".into(), "2001:db8::/32".into(), "198.51.100.1".into()];
+        spec.peers = vec![
+            "192.0.2.7/24".into(),
+            "2001:db8::/32".into(),
+            "198.51.100.1".into(),
+        ];
         let plan = plan(&spec).expect("valid");
         assert_eq!(plan.peers[0].prefix, 96 + 24);
         assert_eq!(&plan.peers[0].addr[10..], &[0xff, 0xff, 192, 0, 2, 0]);

@@ -25,14 +25,19 @@ impl Window {
     /// Checks `start_at_unix_ns` and `duration`; an unset start means now.
     pub fn from_request(req: &InjectRequest, limits: &Limits) -> Result<Self, Error> {
         let now = clock::unix_now_ns();
-        let duration = req
-            .duration
-            .as_ref()
-            .ok_or_else(|| Error::invalid("duration", "is required: faults are never open-ended"))?;
-        if duration.seconds < 0 || duration.nanos < 0 || (duration.seconds == 0 && duration.nanos == 0) {
+        let duration = req.duration.as_ref().ok_or_else(|| {
+            Error::invalid("duration", "is required: faults are never open-ended")
+        })?;
+        if duration.seconds < 0
+            || duration.nanos < 0
+            || (duration.seconds == 0 && duration.nanos == 0)
+        {
             return Err(Error::invalid(
                 "duration",
-                format!("must be positive, got {}s {}ns", duration.seconds, duration.nanos),
+                format!(
+                    "must be positive, got {}s {}ns",
+                    duration.seconds, duration.nanos
+                ),
             ));
         }
         let duration_ns = u64::try_from(duration.seconds)
@@ -68,9 +73,9 @@ impl Window {
             }
             req.start_at_unix_ns
         };
-        let end = start.checked_add(duration_ns).ok_or_else(|| {
-            Error::invalid("duration", "start_at_unix_ns + duration overflows")
-        })?;
+        let end = start
+            .checked_add(duration_ns)
+            .ok_or_else(|| Error::invalid("duration", "start_at_unix_ns + duration overflows"))?;
         Ok(Self {
             start_unix_ns: start,
             end_unix_ns: end,

@@ -105,7 +105,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 fn ensure_bpffs(mount: &Path) -> Result<(), Error> {
     let is_bpffs = |path: &Path| {
         nix::sys::statfs::statfs(path)
-            .map(|fs| fs.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+            .map(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
             .unwrap_or(false)
     };
     if is_bpffs(mount) {

@@ -1,5 +1,5 @@
 //! What this kernel lets faultline do, probed by doing it, reported by `Capabilities`.
-use chaos_proto::v1::{Feature, FaultSupport};
+use chaos_proto::v1::{FaultSupport, Feature};
 
 use crate::targets::{Hierarchy, Layout};
 

@@ -25,7 +25,10 @@ impl Hierarchy {
         let info = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|err| Error::Io(format!("read /proc/self/mountinfo: {err}")))?;
         Self::from_mountinfo(&info).ok_or_else(|| {
-            Error::Io("no cgroup2 mount in /proc/self/mountinfo: mount -t cgroup2 none /sys/fs/cgroup".into())
+            Error::Io(
+                "no cgroup2 mount in /proc/self/mountinfo: mount -t cgroup2 none /sys/fs/cgroup"
+                    .into(),
+            )
         })
     }
 
@@ -69,14 +72,20 @@ impl Hierarchy {
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("target: process {pid} does not exist")))
+                return Err(Error::NotFound(format!(
+                    "target: process {pid} does not exist"
+                )))
             }
             Err(err) => return Err(Error::Io(format!("read {file}: {err}"))),
         };
         let rel = text
             .lines()
             .find_map(|line| line.strip_prefix("0::"))
-            .ok_or_else(|| Error::NotFound(format!("target: process {pid} has no cgroup v2 entry in {file}")))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "target: process {pid} has no cgroup v2 entry in {file}"
+                ))
+            })?;
         Ok(self.mount.join(rel.trim_start_matches('/')))
     }
 
@@ -148,7 +157,10 @@ mod tests {
     #[test]
     fn cgroup_paths_are_relative_to_the_mount_unless_under_it() {
         let h = Hierarchy::from_mountinfo(HYBRID).expect("hybrid");
-        assert_eq!(h.cgroup_dir("/a/b"), Path::new("/sys/fs/cgroup/unified/a/b"));
+        assert_eq!(
+            h.cgroup_dir("/a/b"),
+            Path::new("/sys/fs/cgroup/unified/a/b")
+        );
         assert_eq!(h.cgroup_dir("a"), Path::new("/sys/fs/cgroup/unified/a"));
         assert_eq!(
             h.cgroup_dir("/sys/fs/cgroup/unified/x"),

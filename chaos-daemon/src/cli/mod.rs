@@ -1,0 +1,17 @@
+//! `chaosctl`, the command-line client of the daemon: argument model, request building,
+//! connection, and output, kept apart so other front-ends (e.g. a `kubectl-chaos`
+//! plugin) can reuse the [`args`] structs and the [`output`] layer.
+
+pub mod args;
+pub mod connect;
+pub mod error;
+pub mod output;
+pub mod parse;
+pub mod request;
+pub mod run;
+pub mod table;
+pub mod view;
+
+pub use args::{Cli, Command, NetworkArgs, OutputFormat};
+pub use error::{clap_error_line, CliError};
+pub use run::{execute, run};

@@ -1,0 +1,266 @@
+//! Value parsers for `chaosctl` flags: durations, start times, port ranges and percentages.
+//!
+//! They reject only what cannot be represented in a request (not a number, malformed
+//! syntax). Range checks such as "loss in (0, 100]" are the daemon's: it answers
+//! INVALID_ARGUMENT naming the field, and repeating them here would let the two drift.
+
+use std::time::{Duration, SystemTime};
+
+use chaos_proto::v1::PortRange;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::error::CliError;
+
+/// Why a flag's value could not be parsed; clap prints it after the flag's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A percentage that is not a finite number.
+    #[error("`{0}` is not a number (examples: 30, 30%, 0.01)")]
+    Percent(String),
+    /// A port that is not `P` or `A-B` with decimal numbers.
+    #[error("`{0}` is not a port or port range (examples: 443, 8000-8080)")]
+    Port(String),
+    /// A duration humantime cannot read.
+    #[error("`{input}` is not a duration (examples: 10s, 1m30s, 500ms): {reason}")]
+    Duration {
+        /// The value as given.
+        input: String,
+        /// humantime's explanation.
+        reason: String,
+    },
+    /// A start time that is neither RFC 3339 nor `+<duration>`.
+    #[error(
+        "`{input}` is not an RFC 3339 time (e.g. 2030-01-01T12:00:00Z) nor an offset \
+         from now (e.g. +5s, +300ms): {reason}"
+    )]
+    StartAt {
+        /// The value as given.
+        input: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// When a fault's window opens, as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// An absolute time, Unix nanoseconds.
+    Absolute(u64),
+    /// An offset from the moment the request is built (`+5s`).
+    Relative(Duration),
+}
+
+impl StartAt {
+    /// The start as Unix nanoseconds, resolving a relative start against `now`. The
+    /// client computes it (rather than sending an offset) so the window is anchored to
+    /// when the user pressed enter, whatever the RPC latency.
+    pub fn resolve(self, now: SystemTime) -> Result<u64, CliError> {
+        match self {
+            Self::Absolute(ns) => Ok(ns),
+            Self::Relative(offset) => {
+                let since_epoch = now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_err(|_| start_at_error("the local clock is before 1970"))?;
+                let start = since_epoch
+                    .checked_add(offset)
+                    .ok_or_else(|| start_at_error("the offset is too large"))?;
+                u64::try_from(start.as_nanos())
+                    .map_err(|_| start_at_error("the start does not fit in Unix nanoseconds"))
+            }
+        }
+    }
+}
+
+fn start_at_error(reason: &str) -> CliError {
+    CliError::Argument {
+        flag: "--start-at",
+        reason: reason.to_owned(),
+    }
+}
+
+/// Parses `--loss`: `30`, `30%` or `0.01` (percent, the `%` sign optional).
+pub fn parse_percent(input: &str) -> Result<f64, ParseError> {
+    let number = input
+        .trim()
+        .strip_suffix('%')
+        .unwrap_or(input.trim())
+        .trim();
+    match number.parse::<f64>() {
+        // NaN and infinities parse as f64 but are not percentages anyone meant; a NaN
+        // could also slip through a range check written as `p <= 0 || p > 100`.
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(ParseError::Percent(input.to_owned())),
+    }
+}
+
+/// Parses `--port`: a port `443` or an inclusive range `8000-8080`. A single port is sent
+/// as `first == last` rather than `last = 0` so the request reads the same in any log.
+/// Values above 65535 or reversed ranges are left for the daemon to reject by field name.
+pub fn parse_port_range(input: &str) -> Result<PortRange, ParseError> {
+    let bad = || ParseError::Port(input.to_owned());
+    let number = |s: &str| {
+        let s = s.trim();
+        // `u32::from_str` accepts a leading '+', which is not port syntax.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse::<u32>().map_err(|_| bad())
+    };
+    match input.split_once('-') {
+        Some((first, last)) => Ok(PortRange {
+            first: number(first)?,
+            last: number(last)?,
+        }),
+        None => {
+            let port = number(input)?;
+            Ok(PortRange {
+                first: port,
+                last: port,
+            })
+        }
+    }
+}
+
+/// Parses `--duration` and the offset of `--start-at +…` with humantime (`10s`, `1m30s`, `500ms`).
+pub fn parse_duration(input: &str) -> Result<Duration, ParseError> {
+    humantime::parse_duration(input.trim()).map_err(|e| ParseError::Duration {
+        input: input.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses `--start-at`: an RFC 3339 time or `+<duration>` from now.
+pub fn parse_start_at(input: &str) -> Result<StartAt, ParseError> {
+    let trimmed = input.trim();
+    let error = |reason: String| ParseError::StartAt {
+        input: input.to_owned(),
+        reason,
+    };
+    if let Some(offset) = trimmed.strip_prefix('+') {
+        return humantime::parse_duration(offset.trim())
+            .map(StartAt::Relative)
+            .map_err(|e| error(e.to_string()));
+    }
+    let at = OffsetDateTime::parse(trimmed, &Rfc3339).map_err(|e| error(e.to_string()))?;
+    u64::try_from(at.unix_timestamp_nanos())
+        .map(StartAt::Absolute)
+        .map_err(|_| error("it is before 1970 or after 2554".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_forms() {
+        assert_eq!(parse_percent("30"), Ok(30.0));
+        assert_eq!(parse_percent("30%"), Ok(30.0));
+        assert_eq!(parse_percent("0.01"), Ok(0.01));
+        assert_eq!(parse_percent(" 12.5 % "), Ok(12.5));
+    }
+
+    #[test]
+    fn percent_out_of_range_is_left_to_the_daemon() {
+        assert_eq!(parse_percent("150"), Ok(150.0));
+        assert_eq!(parse_percent("0"), Ok(0.0));
+        assert_eq!(parse_percent("-5"), Ok(-5.0));
+    }
+
+    #[test]
+    fn percent_rejects_non_numbers() {
+        for bad in ["", "%", "abc", "30%%", "NaN", "inf", "3O"] {
+            assert!(parse_percent(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn port_forms() {
+        let range = |first, last| Ok(PortRange { first, last });
+        assert_eq!(parse_port_range("443"), range(443, 443));
+        assert_eq!(parse_port_range("8000-8080"), range(8000, 8080));
+        assert_eq!(parse_port_range(" 80 - 90 "), range(80, 90));
+        // Semantic errors are the daemon's to name.
+        assert_eq!(parse_port_range("70000"), range(70000, 70000));
+        assert_eq!(parse_port_range("90-80"), range(90, 80));
+    }
+
+    #[test]
+    fn port_rejects_malformed() {
+        for bad in [
+            "",
+            "-",
+            "80-",
+            "-80",
+            "http",
+            "80-90-100",
+            "+80",
+            "8 0",
+            "99999999999",
+        ] {
+            assert!(parse_port_range(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn start_at_relative() {
+        assert_eq!(
+            parse_start_at("+5s"),
+            Ok(StartAt::Relative(Duration::from_secs(5)))
+        );
+        assert_eq!(
+            parse_start_at("+300ms"),
+            Ok(StartAt::Relative(Duration::from_millis(300)))
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            StartAt::Relative(Duration::from_millis(300))
+                .resolve(now)
+                .ok(),
+            Some(1_000_300_000_000)
+        );
+    }
+
+    #[test]
+    fn start_at_rfc3339() {
+        assert_eq!(
+            parse_start_at("2030-01-01T00:00:00.5Z"),
+            Ok(StartAt::Absolute(1_893_456_000_500_000_000))
+        );
+        assert_eq!(
+            parse_start_at("2030-01-01T01:00:00+01:00"),
+            Ok(StartAt::Absolute(1_893_456_000_000_000_000))
+        );
+    }
+
+    #[test]
+    fn start_at_rejects_unrepresentable() {
+        assert!(parse_start_at("1969-12-31T23:59:59Z").is_err());
+        assert!(parse_start_at("tomorrow").is_err());
+        assert!(parse_start_at("+").is_err());
+        assert!(parse_start_at("5s").is_err());
+    }
+
+    #[test]
+    fn relative_start_overflow_is_an_argument_error() {
+        let err = StartAt::Relative(Duration::from_secs(u64::MAX / 2))
+            .resolve(SystemTime::UNIX_EPOCH)
+            .err();
+        assert!(matches!(
+            err,
+            Some(CliError::Argument {
+                flag: "--start-at",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask`: faultline's developer and CI tasks (setup, build, run, test).
+
+mod build;
+mod cmd;
+mod privilege;
+mod run;
+mod setup;
+mod test;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// faultline's developer and CI tasks. Each task first makes the machine ready (`setup`), so a
+/// fresh Debian machine needs nothing but `cargo xtask TASK`. Run as root.
+#[derive(Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Make this machine ready to build and test faultline (idempotent; quick when done).
+    ///
+    /// Installs the Debian packages (protoc, iproute2, ping, bpftool, python3-venv,
+    /// PostgreSQL), the rustup components (nightly `rust-src` and `clippy`, the active
+    /// toolchain's `clippy` and `rustfmt`), `bpf-linker` (built against the LLVM inside the
+    /// nightly toolchain) and mounts bpffs at /sys/fs/bpf. Every step checks
+    /// first and does nothing if it is already done. Needs root only when something is
+    /// missing.
+    Setup,
+    /// Set up, then build every host crate of the workspace (the daemon's build script
+    /// builds the eBPF object with the nightly toolchain).
+    Build(build::Args),
+    /// Set up, build the daemon in release mode and run it (as root) with DAEMON-ARGS.
+    ///
+    /// Example: `cargo xtask run -- --help`; as a normal user,
+    /// `sudo -E env PATH="$PATH" cargo xtask run -- ...`.
+    Run(run::Args),
+    /// Set up, then check formatting, run clippy (host crates and the eBPF crate) and run
+    /// the tests (as root); exits non-zero if any stage fails. This is what CI runs.
+    ///
+    /// Extra arguments after `--` go to `cargo test`, e.g.
+    /// `cargo xtask test -- -p chaos-daemon -- --nocapture`.
+    Test(test::Args),
+}
+
+/// Runs the task; on failure prints the error chain on one line (no backtrace) and exits 1.
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build(args) => build::run(&args),
+        Task::Run(args) => run::run(&args),
+        Task::Test(args) => test::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
