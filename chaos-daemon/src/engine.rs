@@ -3,12 +3,13 @@
 //! The kernel enforces each window on its own; the engine only arms, reports, and cleans up
 //! after the end (or on cancel, shutdown, or the next start after a crash).
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
+    collections::{BTreeMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
 
-use aya::Ebpf;
+use aya::{programs::CgroupSkbAttachType, Ebpf};
+use chaos_common::net::{TargetSlots, DIR_EGRESS, DIR_INGRESS, SLOTS_PER_TARGET};
 use chaos_proto::v1::{fault, inject_request, Counters, Fault, FaultState, InjectRequest};
 use prost::Message as _;
 use tokio::sync::{broadcast, oneshot, Mutex};
@@ -22,7 +23,12 @@ use crate::{
         window::{Limits, Window},
     },
     journal::{self, CgroupRef, Journal, Record, Undo},
-    kernel::{links::NetLinks, netmaps::NetMaps, pins::Pins, probe::Probe},
+    kernel::{
+        links::{self, NetLinks},
+        netmaps::NetMaps,
+        pins::Pins,
+        probe::Probe,
+    },
     targets::{self, Hierarchy},
 };
 
@@ -131,24 +137,9 @@ impl Engine {
             .into_iter()
             .map(|c| CgroupRef {
                 id: c.id,
-                level: c.level,
                 path: c.path,
             })
             .collect();
-        if let Some(deep) = cgroups
-            .iter()
-            .find(|c| c.level > chaos_common::net::MAX_LEVEL)
-        {
-            return Err(Error::invalid(
-                "target",
-                format!(
-                    "{} is {} levels deep; network faults reach {} levels",
-                    deep.path.display(),
-                    deep.level,
-                    chaos_common::net::MAX_LEVEL
-                ),
-            ));
-        }
         let slot = self.free_slots.pop().ok_or_else(|| {
             Error::ResourceExhausted(format!(
                 "all {} network fault slots are in use",
@@ -197,11 +188,10 @@ impl Engine {
         self.get(&id)
     }
 
-    /// Writes a fault into the kernel: attachments, levels, then the maps.
+    /// Writes a fault into the kernel: parameters, attachments, then each attachment's slots.
+    /// On failure nothing of it stays.
     fn arm(&mut self, armed: &Armed, window: Window) -> Result<(), Error> {
-        let mut levels = self.levels();
-        levels.extend(levels_of(&armed.cgroups));
-        let (Some(kernel), Some(hier)) = (self.kernel.as_mut(), self.hier.as_ref()) else {
+        let Some(kernel) = self.kernel.as_mut() else {
             return Err(Error::FailedPrecondition(
                 "network programs not loaded".into(),
             ));
@@ -210,26 +200,75 @@ impl Engine {
             kernel.clock.from_unix(window.start_unix_ns),
             kernel.clock.from_unix(window.end_unix_ns),
         );
-        let result = kernel
-            .net
-            .set_levels(&levels)
-            .and_then(|()| {
+        let mut result = network::arm(&mut kernel.net, armed.slot, &armed.plan, window_ns);
+        for cgroup in &armed.cgroups {
+            result = result.and_then(|()| {
                 kernel
                     .links
-                    .attach(&mut kernel.ebpf, &hier.mount, &self.pins)
-            })
-            .and_then(|()| {
-                network::arm(
-                    &mut kernel.net,
-                    armed.slot,
-                    &armed.plan,
-                    window_ns,
-                    &armed.cgroups,
-                )
+                    .attach(&mut kernel.ebpf, cgroup.id, &cgroup.path, &self.pins)
             });
+        }
+        let result = result
+            .map_err(Error::from)
+            .and_then(|()| self.sync_cgroups(&armed.cgroups, Some(armed)));
         if let Err(err) = result {
-            self.settle_kernel();
-            return Err(err.into());
+            if let Err(sync_err) = self.sync_cgroups(&armed.cgroups, None) {
+                warn!(error = %sync_err, "undoing the attachments of a failed fault");
+            }
+            if let Some(kernel) = self.kernel.as_mut() {
+                let _ = network::disarm(&mut kernel.net, armed.slot, &armed.plan);
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Rewrites each cgroup's per-direction slot lists from the armed faults (plus `extra`,
+    /// not registered yet), and detaches cgroups left with no fault.
+    fn sync_cgroups(&mut self, cgroups: &[CgroupRef], extra: Option<&Armed>) -> Result<(), Error> {
+        let mut plans = Vec::new();
+        for cgroup in cgroups {
+            let on_it: Vec<&Armed> = self
+                .faults
+                .values()
+                .filter_map(|e| e.armed.as_ref())
+                .chain(extra)
+                .filter(|a| a.cgroups.iter().any(|c| c.id == cgroup.id))
+                .collect();
+            let mut per_direction = Vec::new();
+            for (direction, _, attach_type) in links::DIRECTIONS {
+                let bit = match attach_type {
+                    CgroupSkbAttachType::Egress => DIR_EGRESS,
+                    CgroupSkbAttachType::Ingress => DIR_INGRESS,
+                };
+                let tags: Vec<u32> = on_it
+                    .iter()
+                    .filter(|a| a.plan.fault.directions & bit != 0)
+                    .map(|a| a.slot + 1)
+                    .collect();
+                if tags.len() > SLOTS_PER_TARGET {
+                    return Err(Error::ResourceExhausted(format!(
+                        "{} already has {SLOTS_PER_TARGET} {direction} network faults, the most one cgroup can have",
+                        cgroup.path.display()
+                    )));
+                }
+                let mut slots = TargetSlots::default();
+                slots.slots[..tags.len()].copy_from_slice(&tags);
+                per_direction.push((attach_type, slots));
+            }
+            plans.push((cgroup.id, on_it.is_empty(), per_direction));
+        }
+        let Some(kernel) = self.kernel.as_mut() else {
+            return Ok(());
+        };
+        for (cgroup_id, unused, per_direction) in plans {
+            if unused {
+                kernel.links.detach(cgroup_id);
+                continue;
+            }
+            for (attach_type, slots) in per_direction {
+                kernel.net.write_slots(cgroup_id, attach_type, &slots)?;
+            }
         }
         Ok(())
     }
@@ -255,29 +294,6 @@ impl Engine {
         tokio::spawn(lifecycle(Arc::downgrade(shared), id, window, stopped).instrument(span));
     }
 
-    /// The cgroup levels of every armed fault.
-    fn levels(&self) -> BTreeSet<u8> {
-        self.faults
-            .values()
-            .filter_map(|e| e.armed.as_ref())
-            .flat_map(|a| levels_of(&a.cgroups))
-            .collect()
-    }
-
-    /// Brings levels and attachments in line with the armed faults (after a disarm or a
-    /// failed arm): no armed network fault → no program attached.
-    fn settle_kernel(&mut self) {
-        let levels = self.levels();
-        if let Some(kernel) = self.kernel.as_mut() {
-            if let Err(err) = kernel.net.set_levels(&levels) {
-                warn!(error = %err, "updating the cgroup level list");
-            }
-            if levels.is_empty() && kernel.links.attached() {
-                kernel.links.detach();
-            }
-        }
-    }
-
     /// Ends a fault: snapshots its counters, disarms it, closes its journal record.
     pub fn finish(&mut self, id: &str, state: FaultState, message: &str) {
         let Some(entry) = self.faults.get_mut(id) else {
@@ -287,22 +303,25 @@ impl Engine {
             return;
         };
         entry.stop = None;
-        if let Some(kernel) = self.kernel.as_mut() {
+        if let Some(kernel) = self.kernel.as_ref() {
             refresh(&mut entry.fault, &armed, kernel);
-            if let Err(err) =
-                network::disarm(&mut kernel.net, armed.slot, &armed.plan, &armed.cgroups)
-            {
-                warn!(fault.id = %id, error = %err, "disarming");
-            }
         }
         entry.fault.state = state as i32;
         entry.fault.ended_at_unix_ns = clock::unix_now_ns();
         entry.fault.message = message.to_string();
+        // Attachments stop pointing at the slot first, then the slot is cleared.
+        if let Err(err) = self.sync_cgroups(&armed.cgroups, None) {
+            warn!(fault.id = %id, error = %err, "unlinking the fault from its cgroups");
+        }
+        if let Some(kernel) = self.kernel.as_mut() {
+            if let Err(err) = network::disarm(&mut kernel.net, armed.slot, &armed.plan) {
+                warn!(fault.id = %id, error = %err, "disarming");
+            }
+        }
         self.free_slots.push(armed.slot);
         if let Err(err) = self.journal.remove(id) {
             warn!(fault.id = %id, error = %err, "closing the journal record");
         }
-        self.settle_kernel();
         info!(fault.id = %id, state = ?state, "fault ended");
         self.emit(id);
         self.finished.push_back(id.to_string());
@@ -404,44 +423,48 @@ impl Engine {
                 counters: Some(Counters::default()),
                 ..Fault::default()
             };
-            if record.end_unix_ns <= now {
+            let ended = if record.end_unix_ns <= now {
                 info!("fault ended while the daemon was down; undoing it");
-                self.faults.insert(
-                    record.id.clone(),
-                    Entry {
-                        fault,
-                        armed: Some(armed),
-                        stop: None,
-                    },
-                );
-                self.finish(
-                    &record.id,
+                Some((
                     FaultState::Completed,
-                    "ended while the daemon was down",
-                );
-                continue;
-            }
-            if let Err(err) = self.arm(&armed, window) {
-                warn!(error = %err, "could not re-arm; undoing it");
-                self.faults.insert(
-                    record.id.clone(),
-                    Entry {
-                        fault,
-                        armed: Some(armed),
-                        stop: None,
-                    },
-                );
-                self.finish(
-                    &record.id,
-                    FaultState::Failed,
-                    &format!("re-arming after restart: {err}"),
-                );
+                    "ended while the daemon was down".to_string(),
+                ))
+            } else {
+                self.arm(&armed, window).err().map(|err| {
+                    warn!(error = %err, "could not re-arm; undoing it");
+                    (
+                        FaultState::Failed,
+                        format!("re-arming after restart: {err}"),
+                    )
+                })
+            };
+            if let Some((state, message)) = ended {
+                let entry = Entry {
+                    fault,
+                    armed: Some(armed),
+                    stop: None,
+                };
+                self.faults.insert(record.id.clone(), entry);
+                self.finish(&record.id, state, &message);
                 continue;
             }
             info!("fault adopted after restart");
             self.start_lifecycle(shared, fault, armed);
         }
-        self.settle_kernel();
+        // Links of cgroups no adopted fault needs any more.
+        if let Some(kernel) = self.kernel.as_mut() {
+            let stale: Vec<u64> = kernel.links.cgroups().collect();
+            for cgroup_id in stale {
+                let used = self
+                    .faults
+                    .values()
+                    .filter_map(|e| e.armed.as_ref())
+                    .any(|a| a.cgroups.iter().any(|c| c.id == cgroup_id));
+                if !used {
+                    kernel.links.detach(cgroup_id);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -457,8 +480,10 @@ impl Engine {
             self.finish(&id, FaultState::Cancelled, "daemon shut down");
         }
         if let Some(mut kernel) = self.kernel.take() {
-            kernel.links.detach();
-            drop(kernel);
+            let attached: Vec<u64> = kernel.links.cgroups().collect();
+            for cgroup_id in attached {
+                kernel.links.detach(cgroup_id);
+            }
         }
         match self.pins.remove_all() {
             Ok(()) => info!(dir = %self.pins.root().display(), "pins removed"),
@@ -476,11 +501,6 @@ fn decode(record: &Record) -> Result<(NetPlan, InjectRequest), String> {
     };
     let plan = network::plan(spec).map_err(|err| err.to_string())?;
     Ok((plan, req))
-}
-
-/// Levels of validated cgroups (inject refuses any deeper than `MAX_LEVEL`).
-fn levels_of(cgroups: &[CgroupRef]) -> impl Iterator<Item = u8> + '_ {
-    cgroups.iter().filter_map(|c| u8::try_from(c.level).ok())
 }
 
 fn state_at(window: Window, now: u64) -> FaultState {

@@ -48,7 +48,6 @@ pub struct Record {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CgroupRef {
     pub id: u64,
-    pub level: u32,
     pub path: PathBuf,
 }
 
@@ -56,7 +55,8 @@ pub struct CgroupRef {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Undo {
-    /// A network fault slot: parameters, peer entries and target entries in the pinned maps.
+    /// A network fault slot: its parameters and peers in the pinned maps, and its place in the
+    /// slot lists of its cgroups' attachments (detached with the last fault of a cgroup).
     NetworkSlot { slot: u32 },
 }
 
@@ -184,7 +184,6 @@ mod tests {
             request_hex: to_hex(&[1, 2, 0xff]),
             cgroups: vec![CgroupRef {
                 id: 7,
-                level: 1,
                 path: "/sys/fs/cgroup/x".into(),
             }],
             start_unix_ns: 1,

@@ -278,8 +278,10 @@ async fn cancel_ends_a_fault_and_detaches_the_programs() {
         spec.direction = Direction::Egress as i32;
     }
     let fault = client.inject(req).await.expect("inject").into_inner();
-    let links = daemon.bpffs_dir().join("links");
-    assert!(links.join("net_egress").exists());
+    let link = daemon
+        .bpffs_dir()
+        .join(format!("links/net_{}_egress", cgroup.id()));
+    assert!(link.exists(), "{}", link.display());
     let cancelled = client
         .cancel(CancelRequest {
             id: fault.id.clone(),
@@ -291,10 +293,7 @@ async fn cancel_ends_a_fault_and_detaches_the_programs() {
         cancelled.state,
         chaos_proto::v1::FaultState::Cancelled as i32
     );
-    assert!(
-        !links.join("net_egress").exists(),
-        "last fault gone: programs detached"
-    );
+    assert!(!link.exists(), "last fault gone: programs detached");
     assert!(cancelled.ended_at_unix_ns > 0);
     // A second cancel returns the finished fault unchanged.
     let again = client

@@ -11,8 +11,8 @@ use chaos_proto::v1::{
     PortRange, Protocol, WatchRequest,
 };
 use support::{
-    assert_rate_within, require_root, spawn_probe, spawn_probe_background, wait_until, Daemon,
-    ProbeJob, TcpAcceptServer, TestCgroup, TwoNs, UdpEchoServer, UdpSink, B_V4, B_V4_ROUTED, B_V6,
+    assert_rate_within, require_root, spawn_probe, steady_stream, wait_until, Daemon, ProbeJob,
+    TcpAcceptServer, TestCgroup, TwoNs, UdpEchoServer, B_V4, B_V4_ROUTED, B_V6,
 };
 use tonic::transport::Channel;
 
@@ -60,6 +60,12 @@ async fn get(client: &mut FaultServiceClient<Channel>, id: &str) -> Fault {
         .await
         .expect("get")
         .into_inner()
+}
+
+/// The programs the kernel runs for a cgroup's packets (`bpftool cgroup show … effective`).
+fn effective_programs(cgroup: &TestCgroup) -> String {
+    let path = cgroup.path().display().to_string();
+    support::util::must_run("bpftool", &["cgroup", "show", &path, "effective"])
 }
 
 /// Waits on `Watch` until the fault reaches `Completed`.
@@ -116,6 +122,13 @@ async fn loss_in(direction: Direction) {
     )
     .await;
     assert_eq!(fault.cgroup_ids, vec![target.id()]);
+
+    // The programs run for the target's cgroup only: the other one's effective list lacks them.
+    assert!(effective_programs(&target).contains("net_egress"));
+    assert!(
+        !effective_programs(&other).contains("net_"),
+        "untargeted cgroup runs faultline"
+    );
 
     let mut hit = spawn_probe(echo_job(echo.addr()), &net.a, &target);
     let mut spared = spawn_probe(echo_job(echo.addr()), &net.a, &other);
@@ -265,23 +278,9 @@ async fn window_opens_and_closes_in_the_kernel() {
     }
     let net = TwoNs::new();
     let target = TestCgroup::new();
-    let sink = UdpSink::start(&net.b, SocketAddr::from((B_V4, 0)));
+    let (sink, mut sender) = steady_stream(&net, &target, 200);
     let daemon = Daemon::start(&[]).await;
     let mut client = daemon.client().await;
-    let mut sender = spawn_probe_background(
-        ProbeJob::UdpSend {
-            peer: sink.addr(),
-            count: u64::MAX,
-            interval_us: 200,
-            max_duration_ms: Some(60_000),
-        },
-        &net.a,
-        &target,
-    );
-    assert!(
-        sink.wait_for_count(100, Duration::from_secs(10)),
-        "stream never started"
-    );
     let start = chaos_daemon::clock::unix_now_ns() + 300_000_000;
     let mut req = network(
         loss(100.0, Direction::Egress),
@@ -346,10 +345,8 @@ async fn kill9_mid_fault_ends_on_time_and_restart_cleans_up() {
     drop(client);
     daemon.kill9();
     let links = daemon.bpffs_dir().join("links");
-    assert!(
-        links.join("net_egress").exists(),
-        "links stay pinned after kill -9"
-    );
+    let link = |direction: &str| links.join(format!("net_{}_{direction}", target.id()));
+    assert!(link("egress").exists(), "links stay pinned after kill -9");
 
     let short = |count| ProbeJob::UdpEcho {
         peer: echo.addr(),
@@ -374,10 +371,10 @@ async fn kill9_mid_fault_ends_on_time_and_restart_cleans_up() {
 
     daemon.restart().await;
     assert!(
-        !links.join("net_egress").exists(),
+        !link("egress").exists(),
         "restart removes the leftover link"
     );
-    assert!(!links.join("net_ingress").exists());
+    assert!(!link("ingress").exists());
     let journal = daemon.state_dir().join("journal");
     let left = std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "journal records left in {}", journal.display());

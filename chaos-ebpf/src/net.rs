@@ -1,43 +1,48 @@
-//! Network loss and partition for targeted cgroups: `cgroup_skb` programs at the cgroup v2 root.
+//! Network loss and partition for targeted cgroups: `cgroup_skb` programs attached to each
+//! targeted cgroup.
 //!
-//! Why `cgroup_skb` and why the root:
+//! Why `cgroup_skb`, attached to the target:
 //! - At TC ingress the receiving socket, and so its cgroup, is not known yet; `cgroup_skb`
-//!   ingress runs in `sk_filter()` after the socket lookup, with `skb->sk` the receiver, so both
-//!   directions can be matched by cgroup, in every network namespace, with no per-interface
-//!   attachment. An ingress drop there is silent to the sender, like loss on a wire.
+//!   ingress runs in `sk_filter()` after the socket lookup, so both directions are matched by
+//!   cgroup, in every network namespace, with no per-interface attachment. An ingress drop
+//!   there is silent to the sender, like loss on a wire.
 //! - Egress drops return 2 (drop + congestion notification): the stack sees `NET_XMIT_DROP`,
 //!   which UDP swallows unless the socket asked for `IP_RECVERR` and TCP treats as a local
 //!   drop and retransmits, instead of the `EPERM` that return 0 hands to every `sendmsg`
 //!   (<https://elixir.bootlin.com/linux/v6.1/source/kernel/bpf/cgroup.c#L1257>).
-//! - One attachment per direction at the root, made when the first network fault is armed, so
-//!   a fault on a pod cgroup also hits containers created under it during the window. The
-//!   program matches the socket's ancestors at the levels where targets sit
-//!   (`bpf_skb_ancestor_cgroup_id`), which costs untargeted traffic one hash lookup per such
-//!   level (usually one) and nothing else.
+//! - Programs attached to a cgroup run for it and every cgroup below it, also ones created
+//!   during the window (a container restarted in a pod), and for no other: untargeted
+//!   traffic pays nothing. Each attachment finds its own faults in cgroup storage
+//!   (`bpf_get_local_storage`, one pointer load), so a fault on a pod and another on one of
+//!   its containers apply independently, each from its own attachment
+//!   (<https://docs.kernel.org/bpf/map_cgroup_storage.html>).
+// The attachment-keyed cgroup storage is deprecated in favour of BPF_MAP_TYPE_CGRP_STORAGE,
+// which is keyed by a task's cgroup and so cannot tell a pod's attachment from its
+// container's; it also needs Linux 6.2.
+#![allow(deprecated)]
+
 use aya_ebpf::{
-    helpers::generated::{bpf_get_prandom_u32, bpf_skb_ancestor_cgroup_id},
+    helpers::generated::bpf_get_prandom_u32,
     macros::{cgroup_skb, map},
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, CgroupStorage, LpmTrie, PerCpuArray},
     programs::SkBuffContext,
 };
 use chaos_common::net::{
-    NetConfig, NetCounters, NetFault, PeerKey, TargetSlots, DIR_EGRESS, DIR_INGRESS, FLAG_PEERS,
-    MAX_FAULTS, MAX_PEERS, MAX_PORT_RANGES, MAX_TARGETS, MAX_TARGET_LEVELS, PROTO_ANY, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SLOTS_PER_TARGET,
+    NetCounters, NetFault, PeerKey, TargetSlots, DIR_EGRESS, DIR_INGRESS, FLAG_PEERS, MAX_FAULTS,
+    MAX_PEERS, MAX_PORT_RANGES, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    SLOTS_PER_TARGET,
 };
 
 use crate::clock::now_ns;
 
 #[map]
-static NET_TARGETS: HashMap<u64, TargetSlots> = HashMap::pinned(MAX_TARGETS, 0);
+static NET_SLOTS: CgroupStorage<TargetSlots> = CgroupStorage::pinned();
 #[map]
 static NET_FAULTS: Array<NetFault> = Array::pinned(MAX_FAULTS, 0);
 #[map]
 static NET_PEERS: LpmTrie<PeerKey, u8> = LpmTrie::pinned(MAX_PEERS, 0);
 #[map]
 static NET_COUNTERS: PerCpuArray<NetCounters> = PerCpuArray::pinned(MAX_FAULTS, 0);
-#[map]
-static NET_CONFIG: Array<NetConfig> = Array::pinned(1, 0);
 
 /// `cgroup_skb` verdicts (kernel/bpf/cgroup.c).
 const DROP: i32 = 0;
@@ -92,48 +97,32 @@ impl Packet {
     };
 }
 
-/// True when some armed fault of the socket's cgroup (or of one of its ancestors) drops it.
+/// True when a fault of the cgroup this program is attached to drops the packet.
 #[inline(always)]
 fn judge(ctx: &SkBuffContext, dir: u8) -> bool {
-    let Some(config) = NET_CONFIG.get(0) else {
-        return false;
-    };
-    let count = usize::from(config.count);
-    if count == 0 {
-        return false;
-    }
-    let skb = ctx.skb.skb;
+    // SAFETY: the kernel allocates this attachment's storage before the program can run and
+    // frees it only after the program is detached.
+    let target = unsafe { &*NET_SLOTS.get_ptr_mut() };
     let mut pkt = Packet::EMPTY;
     let mut parsed = false;
     let mut now = 0;
     let mut drop = false;
-    for i in 0..MAX_TARGET_LEVELS {
-        if i >= count {
+    for s in 0..SLOTS_PER_TARGET {
+        let slot = target.slots[s];
+        // The daemon packs slots at the front: the first empty one ends the list.
+        if slot == 0 {
             break;
         }
-        // SAFETY: `skb` is the context pointer of this program.
-        let id = unsafe { bpf_skb_ancestor_cgroup_id(skb, i32::from(config.levels[i])) };
-        if id == 0 {
-            // The socket's cgroup is shallower than this level, and than every later one.
-            break;
-        }
-        // SAFETY: the value is only read, and the kernel keeps it alive for this run.
-        let Some(target) = (unsafe { NET_TARGETS.get(id) }) else {
-            continue;
-        };
-        // Only targeted packets pay for parsing and the clock.
+        // Parse and read the clock once, and only when a fault is there.
         if !parsed {
             if !parse(ctx, dir, &mut pkt) {
-                return drop;
+                return false;
             }
             parsed = true;
             now = now_ns();
         }
-        for s in 0..SLOTS_PER_TARGET {
-            let slot = target.slots[s];
-            if slot != 0 && apply(slot - 1, dir, now, &pkt) {
-                drop = true;
-            }
+        if apply(slot - 1, dir, now, &pkt) {
+            drop = true;
         }
     }
     drop

@@ -1,5 +1,6 @@
-//! `cargo xtask`: faultline's developer and CI tasks (setup, build, run, test).
+//! `cargo xtask`: faultline's developer and CI tasks (setup, build, run, test, bench).
 
+mod bench;
 mod build;
 mod cmd;
 mod privilege;
@@ -46,6 +47,10 @@ enum Task {
     /// Extra arguments after `--` go to `cargo test`, e.g.
     /// `cargo xtask test -- -p chaos-daemon -- --nocapture`.
     Test(test::Args),
+    /// Set up, run the benchmarks (as root) and write BENCHMARKS.md: cost of the eBPF
+    /// programs against an empty one, per-packet cost on real traffic with up to 10,000
+    /// faults armed, activation latency and start/stop error of fault windows.
+    Bench(bench::Args),
 }
 
 /// Runs the task; on failure prints the error chain on one line (no backtrace) and exits 1.
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Task::Build(args) => build::run(&args),
         Task::Run(args) => run::run(&args),
         Task::Test(args) => test::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,11 +53,11 @@ EXAMPLES:
   chaosctl inject network --target cgroup:/system.slice/postgresql.service --loss 30 --duration 60s
 
   # Cut a container off from 10.0.0.0/8 (its outgoing packets) for 5 minutes
-  chaosctl inject network --target container:3f2a9c1b --duration 5m \\
+  chaosctl inject network --target container:3f2a9c1b7d04 --duration 5m \\
       --partition --cidr 10.0.0.0/8 --direction egress
 
   # The same, with the window opening 10 s from now
-  chaosctl inject network --target container:3f2a9c1b --duration 5m --start-at +10s \\
+  chaosctl inject network --target container:3f2a9c1b7d04 --duration 5m --start-at +10s \\
       --partition --cidr 10.0.0.0/8 --direction egress
 
   # Lose 0.5% of a process's TCP packets on ports 5432 and 8000-8080, at a fixed time
@@ -250,7 +250,7 @@ pub struct NetworkArgs {
     /// The daemon resolves it to cgroup v2 ids: a cgroup path relative to the cgroup2
     /// mount, the cgroup of a process, or the cgroup of a container.
     /// Examples: --target cgroup:/system.slice/postgresql.service, --target pid:4242,
-    /// --target container:3f2a9c1b
+    /// --target container:3f2a9c1b7d04
     #[arg(long, value_name = "TARGET")]
     pub target: String,
 

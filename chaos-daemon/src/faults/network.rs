@@ -7,7 +7,6 @@ use chaos_proto::v1::{network_fault::Action, Direction, NetworkFault, Protocol};
 
 use crate::{
     error::Error,
-    journal::CgroupRef,
     kernel::{
         self,
         netmaps::{NetMaps, Peer},
@@ -173,14 +172,13 @@ fn parse_peers(peers: &[String]) -> Result<Vec<Peer>, Error> {
         .collect()
 }
 
-/// Writes the fault at `slot` with its window (kernel clock) and points its cgroups at it.
-/// On failure everything written is taken back out.
+/// Writes the fault's parameters (with its window, in the kernel clock) and peers at `slot`,
+/// before any attachment points at the slot. On failure everything written is taken back out.
 pub fn arm(
     maps: &mut NetMaps,
     slot: u32,
     plan: &NetPlan,
     window_ns: (u64, u64),
-    cgroups: &[CgroupRef],
 ) -> Result<(), kernel::Error> {
     let fault = NetFault {
         start_ns: window_ns.0,
@@ -195,31 +193,18 @@ pub fn arm(
         for peer in &plan.peers {
             maps.add_peer(slot, peer)?;
         }
-        for cgroup in cgroups {
-            maps.add_target(cgroup.id, slot)?;
-        }
         Ok(())
     })();
     if result.is_err() {
         // Best effort: the original error is the one worth reporting.
-        let _ = disarm(maps, slot, plan, cgroups);
+        let _ = disarm(maps, slot, plan);
     }
     result
 }
 
-/// Takes a fault out of the maps: targets first, so no packet sees a cleared slot.
-pub fn disarm(
-    maps: &mut NetMaps,
-    slot: u32,
-    plan: &NetPlan,
-    cgroups: &[CgroupRef],
-) -> Result<(), kernel::Error> {
+/// Clears a slot's peers and parameters, once no attachment points at it any more.
+pub fn disarm(maps: &mut NetMaps, slot: u32, plan: &NetPlan) -> Result<(), kernel::Error> {
     let mut first_error = None;
-    for cgroup in cgroups {
-        if let Err(err) = maps.remove_target(cgroup.id, slot) {
-            first_error.get_or_insert(err);
-        }
-    }
     for peer in &plan.peers {
         if let Err(err) = maps.remove_peer(slot, peer) {
             first_error.get_or_insert(err);

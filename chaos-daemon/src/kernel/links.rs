@@ -1,102 +1,134 @@
-//! The network programs' attachments at the cgroup v2 root, pinned so they outlive the daemon.
+//! The network programs' attachments, one pair (egress, ingress) per targeted cgroup, pinned
+//! so armed faults outlive the daemon.
 //!
-//! Attached when the first network fault is armed and removed when the last one ends: an idle
-//! node runs no faultline program. A restarted daemon adopts pinned links while faults it
-//! adopted still need them, instead of detaching and re-attaching (which would let packets
-//! through in between).
-use std::path::Path;
+//! A cgroup is attached when its first network fault is armed and detached when its last one
+//! ends: an idle node runs no faultline program, and untargeted cgroups never do. A restarted
+//! daemon adopts pinned links whose faults are still armed instead of re-attaching them
+//! (which would let packets through in between).
+use std::{collections::BTreeMap, path::Path};
 
 use aya::{
     programs::{links::FdLink, links::PinnedLink, CgroupAttachMode, CgroupSkbAttachType},
     Ebpf,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{loader, pins::Pins, Error};
 
-/// Both directions' pinned links, when attached.
-#[derive(Default)]
-pub struct NetLinks {
-    links: Vec<PinnedLink>,
-}
-
-const DIRECTIONS: [(&str, &str, CgroupSkbAttachType); 2] = [
+/// Both directions, with their program and the name used in pin paths.
+pub const DIRECTIONS: [(&str, &str, CgroupSkbAttachType); 2] = [
     ("egress", loader::NET_EGRESS, CgroupSkbAttachType::Egress),
     ("ingress", loader::NET_INGRESS, CgroupSkbAttachType::Ingress),
 ];
 
+/// Pinned links by cgroup id.
+#[derive(Default)]
+pub struct NetLinks {
+    links: BTreeMap<u64, Vec<PinnedLink>>,
+}
+
 impl NetLinks {
-    pub fn attached(&self) -> bool {
-        !self.links.is_empty()
+    /// Cgroups that have the programs attached.
+    pub fn cgroups(&self) -> impl Iterator<Item = u64> + '_ {
+        self.links.keys().copied()
     }
 
-    /// Takes over links a previous daemon pinned, if any.
-    pub fn adopt(&mut self, pins: &Pins) -> Result<bool, Error> {
-        for (direction, _, _) in DIRECTIONS {
-            let path = pins.net_link(direction);
-            if path.exists() {
-                let link = PinnedLink::from_pin(&path).map_err(|err| Error::Link {
-                    path: path.display().to_string(),
-                    reason: format!("bpf_obj_get: {err}"),
-                })?;
-                self.links.push(link);
-            }
-        }
-        Ok(self.attached())
+    pub fn attached(&self, cgroup_id: u64) -> bool {
+        self.links.contains_key(&cgroup_id)
     }
 
-    /// Attaches both programs at `root` (the v2 root cgroup) and pins the links.
-    pub fn attach(&mut self, ebpf: &mut Ebpf, root: &Path, pins: &Pins) -> Result<(), Error> {
-        if self.attached() {
-            return Ok(());
-        }
-        let cgroup = std::fs::File::open(root).map_err(|source| Error::Cgroup {
-            path: root.display().to_string(),
-            source,
-        })?;
-        for (direction, name, attach_type) in DIRECTIONS {
-            let path = pins.net_link(direction);
-            let program = loader::cgroup_skb(ebpf, name)?;
-            // A bpf_link is always attached as one of many (other software may attach at the
-            // root too); the kernel refuses BPF_F_ALLOW_MULTI in link_create's flags, so the
-            // mode must be `Single`, which passes no flag
-            // (<https://elixir.bootlin.com/linux/v6.1/source/kernel/bpf/cgroup.c#L1241>).
-            let id = program
-                .attach(&cgroup, attach_type, CgroupAttachMode::Single)
-                .map_err(|source| Error::Program { name, source })?;
-            let link = program
-                .take_link(id)
-                .map_err(|source| Error::Program { name, source })?;
-            let pinned = FdLink::try_from(link)
-                .map_err(|err| Error::Link {
-                    path: path.display().to_string(),
-                    reason: format!("not a bpf_link: {err}"),
-                })?
-                .pin(&path)
-                .map_err(|err| Error::Link {
-                    path: path.display().to_string(),
-                    reason: format!("bpf_obj_pin: {err}"),
-                });
-            match pinned {
-                Ok(pinned) => self.links.push(pinned),
-                Err(err) => {
-                    self.detach();
-                    return Err(err);
-                }
-            }
-            info!(direction, cgroup = %root.display(), "network program attached");
+    /// Takes over every link a previous daemon pinned.
+    pub fn adopt(&mut self, pins: &Pins) -> Result<(), Error> {
+        for (cgroup_id, path) in pins.net_links()? {
+            let link = PinnedLink::from_pin(&path).map_err(|err| Error::Link {
+                path: path.display().to_string(),
+                reason: format!("bpf_obj_get: {err}"),
+            })?;
+            self.links.entry(cgroup_id).or_default().push(link);
         }
         Ok(())
     }
 
-    /// Unpins and closes the links, which detaches the programs.
-    pub fn detach(&mut self) {
-        for link in self.links.drain(..) {
-            match link.unpin() {
-                Ok(fd_link) => drop(fd_link),
-                Err(err) => tracing::warn!(error = %err, "unpinning a network link"),
+    /// Attaches both programs to the cgroup at `dir` and pins the links; all or nothing.
+    pub fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        cgroup_id: u64,
+        dir: &Path,
+        pins: &Pins,
+    ) -> Result<(), Error> {
+        if self.attached(cgroup_id) {
+            return Ok(());
+        }
+        let cgroup = std::fs::File::open(dir).map_err(|source| Error::Cgroup {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut pinned = Vec::new();
+        for (direction, name, attach_type) in DIRECTIONS {
+            match attach_one(
+                ebpf,
+                &cgroup,
+                name,
+                attach_type,
+                &pins.net_link(cgroup_id, direction),
+            ) {
+                Ok(link) => pinned.push(link),
+                Err(err) => {
+                    unpin_all(pinned);
+                    return Err(err);
+                }
             }
         }
-        info!("network programs detached");
+        info!(cgroup.id = cgroup_id, cgroup.path = %dir.display(), "network programs attached");
+        self.links.insert(cgroup_id, pinned);
+        Ok(())
+    }
+
+    /// Unpins and closes a cgroup's links, which detaches the programs (and frees their
+    /// cgroup storage).
+    pub fn detach(&mut self, cgroup_id: u64) {
+        if let Some(links) = self.links.remove(&cgroup_id) {
+            unpin_all(links);
+            info!(cgroup.id = cgroup_id, "network programs detached");
+        }
+    }
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    cgroup: &std::fs::File,
+    name: &'static str,
+    attach_type: CgroupSkbAttachType,
+    path: &Path,
+) -> Result<PinnedLink, Error> {
+    let program = loader::cgroup_skb(ebpf, name)?;
+    // A bpf_link is always attached as one of many (other software may attach to the same
+    // cgroup); the kernel refuses BPF_F_ALLOW_MULTI in link_create's flags, so the mode must
+    // be `Single`, which passes no flag
+    // (<https://elixir.bootlin.com/linux/v6.1/source/kernel/bpf/cgroup.c#L1241>).
+    let id = program
+        .attach(cgroup, attach_type, CgroupAttachMode::Single)
+        .map_err(|source| Error::Program { name, source })?;
+    let link = program
+        .take_link(id)
+        .map_err(|source| Error::Program { name, source })?;
+    let link_error = |reason: String| Error::Link {
+        path: path.display().to_string(),
+        reason,
+    };
+    FdLink::try_from(link)
+        .map_err(|err| link_error(format!("not a bpf_link: {err}")))?
+        .pin(path)
+        .map_err(|err| link_error(format!("bpf_obj_pin: {err}")))
+}
+
+fn unpin_all(links: Vec<PinnedLink>) {
+    for link in links {
+        match link.unpin() {
+            // Closing the last fd of an unpinned link detaches it.
+            Ok(fd_link) => drop(fd_link),
+            Err(err) => warn!(error = %err, "unpinning a network link"),
+        }
     }
 }

@@ -5,6 +5,7 @@ pub mod loader;
 pub mod netmaps;
 pub mod pins;
 pub mod probe;
+mod sys;
 
 /// A BPF operation failed; each variant names the object and the call.
 #[derive(Debug, thiserror::Error)]

@@ -1,22 +1,24 @@
 //! Typed access to the network fault maps shared with `chaos-ebpf/src/net.rs`.
+use std::os::fd::AsFd as _;
+
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{lpm_trie::Key, Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::CgroupSkbAttachType,
     Ebpf,
 };
 use chaos_common::net::{
-    NetConfig, NetCounters, NetFault, PeerKey, TargetSlots, CONFIG_MAP, COUNTERS_MAP, FAULTS_MAP,
-    MAX_TARGET_LEVELS, PEERS_MAP, SLOTS_PER_TARGET, TARGETS_MAP,
+    NetCounters, NetFault, PeerKey, TargetSlots, COUNTERS_MAP, FAULTS_MAP, PEERS_MAP, SLOTS_MAP,
 };
 
-use super::Error;
+use super::{sys, Error};
 
 /// The network maps, owned.
 pub struct NetMaps {
-    targets: HashMap<MapData, u64, TargetSlots>,
+    /// Cgroup storage: aya has no typed wrapper for it, so it is written by `sys`.
+    slots: MapData,
     faults: Array<MapData, NetFault>,
     peers: LpmTrie<MapData, PeerKey, u8>,
     counters: PerCpuArray<MapData, NetCounters>,
-    config: Array<MapData, NetConfig>,
     cpus: usize,
 }
 
@@ -54,12 +56,22 @@ impl NetMaps {
                 io_error: source,
             }),
         })?;
+        let slots = match ebpf.take_map(SLOTS_MAP) {
+            Some(aya::maps::Map::CgroupStorage(data)) => data,
+            _ => {
+                return Err(Error::Map {
+                    name: SLOTS_MAP,
+                    source: MapError::InvalidName {
+                        name: SLOTS_MAP.to_string(),
+                    },
+                })
+            }
+        };
         Ok(Self {
-            targets: take(ebpf, TARGETS_MAP)?,
+            slots,
             faults: take(ebpf, FAULTS_MAP)?,
             peers: take(ebpf, PEERS_MAP)?,
             counters: take(ebpf, COUNTERS_MAP)?,
-            config: take(ebpf, CONFIG_MAP)?,
             cpus,
         })
     }
@@ -126,66 +138,44 @@ impl NetMaps {
         ignore_missing(self.peers.remove(&Self::peer_key(slot, peer))).map_err(map_err(PEERS_MAP))
     }
 
-    /// Points cgroup `id` at `slot` (idempotent).
-    pub fn add_target(&mut self, id: u64, slot: u32) -> Result<(), Error> {
-        let mut slots = self.target_slots(id)?;
-        let tag = slot + 1;
-        if slots.slots.contains(&tag) {
-            return Ok(());
-        }
-        let free = slots.slots.iter_mut().find(|s| **s == 0).ok_or_else(|| {
-            Error::Full(format!(
-                "cgroup {id} already has {SLOTS_PER_TARGET} network faults, the most one cgroup can have"
-            ))
-        })?;
-        *free = tag;
-        self.targets
-            .insert(id, slots, 0)
-            .map_err(map_err(TARGETS_MAP))
-    }
-
-    /// Stops cgroup `id` pointing at `slot`; removes the entry when no slot is left.
-    pub fn remove_target(&mut self, id: u64, slot: u32) -> Result<(), Error> {
-        let mut slots = self.target_slots(id)?;
-        for s in slots.slots.iter_mut().filter(|s| **s == slot + 1) {
-            *s = 0;
-        }
-        if slots.slots.iter().all(|s| *s == 0) {
-            ignore_missing(self.targets.remove(&id)).map_err(map_err(TARGETS_MAP))
-        } else {
-            self.targets
-                .insert(id, slots, 0)
-                .map_err(map_err(TARGETS_MAP))
-        }
-    }
-
-    fn target_slots(&self, id: u64) -> Result<TargetSlots, Error> {
-        match self.targets.get(&id, 0) {
-            Ok(slots) => Ok(slots),
-            Err(MapError::KeyNotFound) => Ok(TargetSlots::default()),
-            Err(source) => Err(Error::Map {
-                name: TARGETS_MAP,
-                source,
+    /// Writes the fault slots one attachment applies (the attachment must exist: the
+    /// kernel allocates its storage when the program is attached).
+    pub fn write_slots(
+        &self,
+        cgroup_id: u64,
+        attach_type: CgroupSkbAttachType,
+        slots: &TargetSlots,
+    ) -> Result<(), Error> {
+        let key = StorageKey {
+            cgroup_inode_id: cgroup_id,
+            attach_type: match attach_type {
+                CgroupSkbAttachType::Ingress => BPF_CGROUP_INET_INGRESS,
+                CgroupSkbAttachType::Egress => BPF_CGROUP_INET_EGRESS,
+            },
+            _pad: 0,
+        };
+        sys::map_update(self.slots.fd().as_fd(), &key, slots).map_err(|io_error| Error::Map {
+            name: SLOTS_MAP,
+            source: MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_update_elem",
+                io_error,
             }),
-        }
-    }
-
-    /// Sets which cgroup levels the programs look at; an empty set turns them into a no-op.
-    pub fn set_levels(&mut self, levels: &std::collections::BTreeSet<u8>) -> Result<(), Error> {
-        let mut config = NetConfig::default();
-        if levels.len() > MAX_TARGET_LEVELS {
-            return Err(Error::Full(format!(
-                "targets would sit at {} distinct cgroup levels; at most {MAX_TARGET_LEVELS} at once",
-                levels.len()
-            )));
-        }
-        for (slot, level) in config.levels.iter_mut().zip(levels) {
-            *slot = *level;
-        }
-        config.count = levels.len() as u8;
-        self.config.set(0, config, 0).map_err(map_err(CONFIG_MAP))
+        })
     }
 }
+
+/// Key of a cgroup storage map (`struct bpf_cgroup_storage_key`).
+#[repr(C)]
+struct StorageKey {
+    cgroup_inode_id: u64,
+    attach_type: u32,
+    _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<StorageKey>() == 16);
+
+/// `enum bpf_attach_type` values of the two network attach points.
+const BPF_CGROUP_INET_INGRESS: u32 = 0;
+const BPF_CGROUP_INET_EGRESS: u32 = 1;
 
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {

@@ -42,16 +42,46 @@ impl Pins {
         self.root.join("maps")
     }
 
-    /// Pin of the network program's link for one direction (`ingress` / `egress`).
-    pub fn net_link(&self, direction: &str) -> PathBuf {
-        self.root.join("links").join(format!("net_{direction}"))
+    fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    /// Pin of the network program's link on one cgroup for one direction (`ingress` /
+    /// `egress`).
+    pub fn net_link(&self, cgroup_id: u64, direction: &str) -> PathBuf {
+        self.links_dir()
+            .join(format!("net_{cgroup_id}_{direction}"))
+    }
+
+    /// Every network link pinned here, with its cgroup id.
+    pub fn net_links(&self) -> Result<Vec<(u64, PathBuf)>, Error> {
+        let dir = self.links_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "read_dir",
+                    path: dir,
+                    source,
+                })
+            }
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let (id, _direction) = name.strip_prefix("net_")?.split_once('_')?;
+                Some((id.parse().ok()?, entry.path()))
+            })
+            .collect())
     }
 
     /// Makes sure the parent is a bpf filesystem (mounting one at `/sys/fs/bpf` if needed) and
     /// creates the directories.
     pub fn prepare(&self) -> Result<(), Error> {
         ensure_bpffs(self.root.parent().unwrap_or(Path::new("/sys/fs/bpf")))?;
-        for dir in [self.maps_dir(), self.root.join("links")] {
+        for dir in [self.maps_dir(), self.links_dir()] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
                 op: "mkdir",
                 path: dir.clone(),

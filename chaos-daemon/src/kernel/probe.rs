@@ -66,7 +66,7 @@ impl Probe {
                 kind: kind.to_string(),
                 supported: self.network_refusal.is_none(),
                 detail: self.network_refusal.clone().unwrap_or_else(|| {
-                    "cgroup_skb ingress/egress programs at the cgroup v2 root, matched by cgroup id"
+                    "cgroup_skb ingress/egress programs attached to each targeted cgroup"
                         .to_string()
                 }),
             })

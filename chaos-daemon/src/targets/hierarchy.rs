@@ -89,7 +89,7 @@ impl Hierarchy {
         Ok(self.mount.join(rel.trim_start_matches('/')))
     }
 
-    /// Id, level and path of a cgroup directory under the mount.
+    /// Id and path of a cgroup directory under the mount.
     pub fn describe(&self, dir: &Path) -> Result<Cgroup, Error> {
         let rel = dir.strip_prefix(&self.mount).map_err(|_| {
             Error::Invalid(format!(
@@ -104,11 +104,8 @@ impl Hierarchy {
                 dir.display()
             )));
         }
-        let id = cgroup_id(dir)?;
-        let level = u32::try_from(rel.components().count()).unwrap_or(u32::MAX);
         Ok(Cgroup {
-            id,
-            level,
+            id: cgroup_id(dir)?,
             path: dir.to_path_buf(),
         })
     }

@@ -26,8 +26,6 @@ pub enum Error {
 pub struct Cgroup {
     /// Inode number of the directory: the id `bpf_skb_cgroup_id` and friends return.
     pub id: u64,
-    /// Depth below the v2 root (the root is level 0).
-    pub level: u32,
     /// Absolute path of the directory.
     pub path: PathBuf,
 }

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod netns;
 pub mod probe;
 pub mod servers;
+pub mod stream;
 pub mod topology;
 pub mod util;
 
@@ -31,5 +32,6 @@ pub use daemon::{connect_unix, Daemon};
 pub use netns::{enter_netns, Link, Netns, VethPair};
 pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHandle, ProbeJob};
 pub use servers::{TcpAcceptServer, TcpListener, UdpEchoServer, UdpSink};
+pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};
 pub use util::{assert_rate_within, require_root, unique_name, wait_until};

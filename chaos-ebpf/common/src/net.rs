@@ -1,30 +1,25 @@
-//! Network fault maps: targets by cgroup id, fault parameters by slot, peer CIDRs, counters.
+//! Network fault maps: fault slots per targeted cgroup, fault parameters by slot, peer CIDRs,
+//! counters.
 //!
-//! Untargeted traffic pays one hash lookup in [`TARGETS_MAP`] per cgroup level that holds a
-//! target (usually one level; at most [`MAX_TARGET_LEVELS`]); a hit yields up to [`SLOTS_PER_TARGET`] fault slots whose
-//! parameters live in an array indexed by slot.
+//! The programs are attached to each targeted cgroup, so untargeted traffic never runs them.
+//! Each attachment has its own value in [`SLOTS_MAP`] (cgroup storage, keyed by cgroup id and
+//! attach type): up to [`SLOTS_PER_TARGET`] fault slots whose parameters live in an array
+//! indexed by slot.
 
 /// Number of network fault slots (array size of the parameter and counter maps).
 pub const MAX_FAULTS: u32 = 16_384;
-/// Number of distinct cgroups that can be targeted at once.
-pub const MAX_TARGETS: u32 = 16_384;
 /// Faults that can target the same cgroup at the same time.
 pub const SLOTS_PER_TARGET: usize = 8;
 /// Port ranges a fault can filter on.
 pub const MAX_PORT_RANGES: usize = 4;
-/// Deepest cgroup level (root = 0) a target may sit at.
-pub const MAX_LEVEL: u32 = 255;
-/// Distinct cgroup levels targets may sit at at once; bounds the ancestor walk.
-pub const MAX_TARGET_LEVELS: usize = 8;
 /// Peer CIDR entries across all faults.
 pub const MAX_PEERS: u32 = 65_536;
 
 /// Map names, shared so the daemon never spells them twice.
-pub const TARGETS_MAP: &str = "NET_TARGETS";
+pub const SLOTS_MAP: &str = "NET_SLOTS";
 pub const FAULTS_MAP: &str = "NET_FAULTS";
 pub const PEERS_MAP: &str = "NET_PEERS";
 pub const COUNTERS_MAP: &str = "NET_COUNTERS";
-pub const CONFIG_MAP: &str = "NET_CONFIG";
 
 /// Direction bits of [`NetFault::directions`].
 pub const DIR_EGRESS: u8 = 1;
@@ -43,7 +38,8 @@ pub const FLAG_PEERS: u8 = 1;
 /// `threshold` that drops every matching packet (draws are 32-bit).
 pub const ALWAYS: u64 = 1 << 32;
 
-/// Value of [`TARGETS_MAP`]: slot + 1 of each fault on the cgroup, 0 = empty.
+/// Value of [`SLOTS_MAP`] for one attachment: slot + 1 of each fault on the cgroup in that
+/// direction, 0 = empty.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetSlots {
@@ -109,21 +105,6 @@ pub struct PeerKey {
 }
 const _: () = assert!(core::mem::size_of::<PeerKey>() == 20);
 
-/// Value of [`CONFIG_MAP`] at index 0: state that every program run reads first.
-///
-/// A list rather than a bitmask of levels: testing mask bits makes the verifier track every
-/// combination of known bits, and the program no longer verifies.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetConfig {
-    /// The distinct cgroup levels targets sit at, ascending; the first `count` are valid.
-    pub levels: [u8; MAX_TARGET_LEVELS],
-    /// 0 = no network fault at all: every packet passes after this one lookup.
-    pub count: u8,
-    pub _pad: [u8; 7],
-}
-const _: () = assert!(core::mem::size_of::<NetConfig>() == 16);
-
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: every type is #[repr(C)], made of integers, with explicit padding fields.
@@ -131,5 +112,4 @@ mod pod {
     unsafe impl aya::Pod for super::NetFault {}
     unsafe impl aya::Pod for super::NetCounters {}
     unsafe impl aya::Pod for super::PeerKey {}
-    unsafe impl aya::Pod for super::NetConfig {}
 }
