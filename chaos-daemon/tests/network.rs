@@ -387,3 +387,77 @@ async fn kill9_mid_fault_ends_on_time_and_restart_cleans_up() {
     );
     assert!(recovered.counters.expect("counters").affected >= 100);
 }
+
+/// A fault on a cgroup reaches a child cgroup created after the fault was armed (a container
+/// restarted inside a pod), and a second fault on the child adds to the parent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_reach_child_cgroups_created_later_and_compose() {
+    if !require_root() {
+        return;
+    }
+    let net = TwoNs::new();
+    let pod = TestCgroup::new();
+    let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let parent_fault = inject(
+        &mut client,
+        network(
+            loss(30.0, Direction::Egress),
+            &pod.target(),
+            Duration::from_secs(120),
+        ),
+    )
+    .await;
+    let container = TestCgroup::child_of(&pod);
+    let alone = spawn_probe(echo_job(echo.addr()), &net.a, &container).wait();
+    assert_rate_within(lost(&alone), PACKETS, 0.30, SIGMAS);
+
+    // Independent draws: 1 − 0.7 × 0.5 = 65 % lost with a 50 % fault on the child too.
+    inject(
+        &mut client,
+        network(
+            loss(50.0, Direction::Egress),
+            &container.target(),
+            Duration::from_secs(120),
+        ),
+    )
+    .await;
+    let both = spawn_probe(echo_job(echo.addr()), &net.a, &container).wait();
+    assert_rate_within(lost(&both), PACKETS, 0.65, SIGMAS);
+    let parent = get(&mut client, &parent_fault.id).await;
+    assert!(parent.counters.expect("counters").matched >= 2 * PACKETS);
+}
+
+/// SIGTERM ends every fault, detaches the programs and removes every pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_removes_every_attachment_and_pin() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let mut daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    inject(
+        &mut client,
+        network(
+            loss(10.0, Direction::Both),
+            &target.target(),
+            Duration::from_secs(600),
+        ),
+    )
+    .await;
+    assert!(effective_programs(&target).contains("net_ingress"));
+    drop(client);
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.logs());
+    assert!(
+        !effective_programs(&target).contains("net_"),
+        "programs left attached"
+    );
+    assert!(
+        !daemon.bpffs_dir().exists(),
+        "pins left in {}",
+        daemon.bpffs_dir().display()
+    );
+}

@@ -78,6 +78,17 @@ impl TestCgroup {
         }
     }
 
+    /// Creates a fresh cgroup inside `parent` (drop it before the parent). Panics on failure.
+    pub fn child_of(parent: &TestCgroup) -> TestCgroup {
+        let name = unique_name("fl-");
+        let path = parent.path.join(&name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup {
+            path,
+            rel_path: format!("{}/{name}", parent.rel_path),
+        }
+    }
+
     /// Absolute path of the directory, e.g. `/sys/fs/cgroup/unified/fl-ab12cd34`.
     pub fn path(&self) -> &Path {
         &self.path
