@@ -8,7 +8,7 @@ use crate::{
     config::Config,
     engine::{Engine, Kernel, Shared},
     journal::Journal,
-    kernel::{links::NetLinks, loader, netmaps::NetMaps, pins::Pins, probe::Probe},
+    kernel::{features, links::NetLinks, loader, netmaps::NetMaps, pins::Pins, probe::Probe},
     targets::Hierarchy,
 };
 
@@ -59,6 +59,9 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
                     |why| format!("windows in CLOCK_MONOTONIC; the TAI helper was refused: {why}"),
                 ),
             );
+            for found in features::probe(&mut loaded.ebpf) {
+                probe.add(found.name, found.available, found.detail);
+            }
             match NetMaps::take(&mut loaded.ebpf) {
                 Ok(net) => Some(Kernel {
                     ebpf: loaded.ebpf,

@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 
 /// Datagrams per loss measurement (the issue asks for at least 2,000).
 const PACKETS: u64 = 2_000;
+/// What network faults need from the kernel (as the daemon probes it).
+const NETWORK: &[&str] = &["cgroup_v2", "cgroup_skb"];
 /// Bound on a measured loss rate, in standard deviations of the binomial draw.
 const SIGMAS: f64 = 5.0;
 
@@ -110,7 +112,9 @@ async fn loss_in(direction: Direction) {
     let target = TestCgroup::new();
     let other = TestCgroup::new();
     let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     let fault = inject(
         &mut client,
@@ -175,7 +179,9 @@ async fn partition_drops_all_and_only_the_matching_peers() {
     let near = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
     let far = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4_ROUTED, 0)));
     let v6 = UdpEchoServer::start(&net.b, SocketAddr::from((B_V6, 0)));
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     inject(
         &mut client,
@@ -209,7 +215,9 @@ async fn ingress_partition_drops_replies_not_requests() {
     let net = TwoNs::new();
     let target = TestCgroup::new();
     let far = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4_ROUTED, 0)));
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     inject(
         &mut client,
@@ -237,7 +245,9 @@ async fn protocol_and_port_filters_narrow_the_fault() {
     let blocked = TcpAcceptServer::start(&net.b, SocketAddr::from((B_V4, 0)));
     let open = TcpAcceptServer::start(&net.b, SocketAddr::from((B_V4, 0)));
     let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, blocked.addr().port())));
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     let port = u32::from(blocked.addr().port());
     let spec = NetworkFault {
@@ -279,7 +289,9 @@ async fn window_opens_and_closes_in_the_kernel() {
     let net = TwoNs::new();
     let target = TestCgroup::new();
     let (sink, mut sender) = steady_stream(&net, &target, 200);
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     let start = chaos_daemon::clock::unix_now_ns() + 300_000_000;
     let mut req = network(
@@ -331,7 +343,9 @@ async fn kill9_mid_fault_ends_on_time_and_restart_cleans_up() {
     let net = TwoNs::new();
     let target = TestCgroup::new();
     let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let mut daemon = Daemon::start(&[]).await;
+    let Some(mut daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     let fault = inject(
         &mut client,
@@ -398,7 +412,9 @@ async fn faults_reach_child_cgroups_created_later_and_compose() {
     let net = TwoNs::new();
     let pod = TestCgroup::new();
     let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let daemon = Daemon::start(&[]).await;
+    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     let parent_fault = inject(
         &mut client,
@@ -436,7 +452,9 @@ async fn sigterm_removes_every_attachment_and_pin() {
         return;
     }
     let target = TestCgroup::new();
-    let mut daemon = Daemon::start(&[]).await;
+    let Some(mut daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+        return;
+    };
     let mut client = daemon.client().await;
     inject(
         &mut client,

@@ -4,6 +4,7 @@
 
 mod clock;
 mod net;
+mod probe;
 
 /// The object must carry a GPL-compatible license to call GPL-only helpers such as
 /// `bpf_ktime_get_tai_ns`.

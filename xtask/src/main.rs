@@ -1,4 +1,4 @@
-//! `cargo xtask`: faultline's developer and CI tasks (setup, build, run, test, bench).
+//! `cargo xtask`: faultline's developer and CI tasks (setup, build, run, test, bench, vm-test).
 
 mod bench;
 mod build;
@@ -7,6 +7,7 @@ mod privilege;
 mod run;
 mod setup;
 mod test;
+mod vm;
 mod workspace;
 
 use std::process::ExitCode;
@@ -51,6 +52,19 @@ enum Task {
     /// programs against an empty one, per-packet cost on real traffic with up to 10,000
     /// faults armed, activation latency and start/stop error of fault windows.
     Bench(bench::Args),
+    /// Set up, then run every test on the host and inside VMs on a matrix of kernels (as
+    /// root), and report per kernel what passed, failed and was skipped and why.
+    ///
+    /// Kernels: host (the running one), debian-6.1 (Debian's generic kernel, BPF LSM
+    /// active), debian-6.1-nolsm (the same booted without bpf in lsm=), faultline-6.1 (built
+    /// from Debian's source with bpf_override_return, fq and netem built in). Each VM boots
+    /// once under QEMU (TCG) with virtme-ng. The report goes to the terminal and to
+    /// target/vm-test/report.md and report.json; the exit status is non-zero if any kernel
+    /// failed or did not run. Example: `cargo xtask vm-test --kernel debian-6.1 -- network`.
+    VmTest(vm::Args),
+    /// Inside a VM started by vm-test: run the test binaries, print one line per result.
+    #[command(hide = true)]
+    VmGuest(vm::GuestArgs),
 }
 
 /// Runs the task; on failure prints the error chain on one line (no backtrace) and exits 1.
@@ -61,6 +75,8 @@ fn main() -> ExitCode {
         Task::Run(args) => run::run(&args),
         Task::Test(args) => test::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::VmTest(args) => vm::run(&args),
+        Task::VmGuest(args) => vm::guest(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Everything that talks to the kernel's BPF subsystem: loading, maps, links, pins, probes.
 
+pub mod features;
 pub mod links;
 pub mod loader;
 pub mod netmaps;

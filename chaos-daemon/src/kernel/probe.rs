@@ -58,9 +58,28 @@ impl Probe {
             .get_or_insert_with(|| format!("the cgroup_skb programs cannot be loaded: {reason}"));
     }
 
+    fn available(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.name == name && f.available)
+    }
+
+    /// The storage errno backends this kernel would use, best first, each with the
+    /// operations it reaches.
+    pub fn storage_backends(&self) -> Vec<&'static str> {
+        let mut backends = Vec::new();
+        if self.available("bpf_lsm_programs") && self.available("bpf_lsm_active") {
+            backends.push("bpf_lsm (open, read, write, create, unlink, rename, mkdir, truncate)");
+        } else if self.available("bpf_trampoline") {
+            backends.push("fmod_ret on security_* (open, read, write, create, unlink, rename, mkdir, truncate)");
+        }
+        if self.available("bpf_override_return") {
+            backends.push("kprobe + bpf_override_return on syscalls (fsync, fdatasync, sync_file_range and the rest)");
+        }
+        backends
+    }
+
     /// What `Inject` accepts on this node, per fault kind.
     pub fn faults(&self) -> Vec<FaultSupport> {
-        ["network.loss", "network.partition"]
+        let mut faults: Vec<FaultSupport> = ["network.loss", "network.partition"]
             .into_iter()
             .map(|kind| FaultSupport {
                 kind: kind.to_string(),
@@ -70,6 +89,23 @@ impl Probe {
                         .to_string()
                 }),
             })
-            .collect()
+            .collect();
+        let backends = self.storage_backends();
+        faults.push(FaultSupport {
+            kind: "storage.errno".to_string(),
+            supported: false,
+            detail: if backends.is_empty() {
+                "not in this version; and this kernel has no BPF route to fail a syscall: \
+                 needs bpf_lsm_programs with bpf_lsm_active, bpf_trampoline, or \
+                 bpf_override_return"
+                    .to_string()
+            } else {
+                format!(
+                    "not in this version; this kernel would use: {}",
+                    backends.join("; ")
+                )
+            },
+        });
+        faults
     }
 }

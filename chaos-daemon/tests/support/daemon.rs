@@ -76,6 +76,34 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Starts the daemon, then asks its `Capabilities` (the same probes the daemon gates
+    /// `Inject` with) for `features`; if one is missing, reports the test as skipped with
+    /// the probe's reason and returns `None`.
+    pub async fn start_requiring(extra_args: &[&str], features: &[&str]) -> Option<Daemon> {
+        let daemon = Daemon::start(extra_args).await;
+        let caps = daemon
+            .client()
+            .await
+            .capabilities(chaos_proto::v1::CapabilitiesRequest {})
+            .await
+            .expect("capabilities")
+            .into_inner();
+        for wanted in features {
+            match caps.features.iter().find(|f| f.name == *wanted) {
+                Some(found) if found.available => {}
+                Some(found) => {
+                    super::skip(wanted, &found.detail);
+                    return None;
+                }
+                None => {
+                    super::skip(wanted, "the daemon does not probe it");
+                    return None;
+                }
+            }
+        }
+        Some(daemon)
+    }
+
     /// Path of the daemon's gRPC Unix socket.
     pub fn socket(&self) -> PathBuf {
         self.tmp.path().join("faultline.sock")

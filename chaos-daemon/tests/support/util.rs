@@ -110,3 +110,22 @@ pub fn must_run(program: &str, args: &[&str]) -> String {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// Marker the kernel-matrix runner (`cargo xtask vm-test`) reads to count a test as skipped.
+pub const SKIP_MARKER: &str = "FAULTLINE-SKIP:";
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Reports a test as skipped (the test then returns): prints the missing feature, why, and
+/// the kernel, in the line the matrix runner counts.
+pub fn skip(feature: &str, reason: &str) {
+    println!(
+        "{SKIP_MARKER} needs {feature}: {reason} (kernel {})",
+        kernel_release()
+    );
+}

@@ -1,0 +1,113 @@
+//! The matrix report: one row per kernel, on the terminal and as Markdown and JSON files.
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::suite::{Outcome, TestResult};
+
+/// What happened on one kernel.
+#[derive(Debug, Serialize)]
+pub struct KernelRun {
+    pub kernel: String,
+    /// `uname -r` seen by the tests, when they ran.
+    pub release: Option<String>,
+    /// Why the kernel produced no test results at all (no boot, panic, hang).
+    pub boot_failure: Option<String>,
+    pub results: Vec<TestResult>,
+    pub seconds: f64,
+}
+
+impl KernelRun {
+    fn count(&self, want: fn(&Outcome) -> bool) -> usize {
+        self.results.iter().filter(|r| want(&r.outcome)).count()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Passed))
+    }
+
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed { .. }))
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Skipped { .. }))
+    }
+
+    /// A kernel is green only if tests ran and none failed.
+    pub fn ok(&self) -> bool {
+        self.boot_failure.is_none() && self.failed() == 0 && !self.results.is_empty()
+    }
+}
+
+/// The table printed at the end and written to `report.md`.
+pub fn markdown(runs: &[KernelRun]) -> String {
+    let mut text = String::from("# faultline kernel matrix\n\n");
+    text.push_str("| kernel | release | result | passed | failed | skipped | time |\n");
+    text.push_str("|---|---|---|---:|---:|---:|---:|\n");
+    for run in runs {
+        let verdict = match (&run.boot_failure, run.ok()) {
+            (Some(_), _) => "DID NOT RUN",
+            (None, true) => "ok",
+            (None, false) => "FAILED",
+        };
+        let _ = writeln!(
+            text,
+            "| {} | {} | {verdict} | {} | {} | {} | {:.0} s |",
+            run.kernel,
+            run.release.as_deref().unwrap_or("-"),
+            run.passed(),
+            run.failed(),
+            run.skipped(),
+            run.seconds
+        );
+    }
+    for run in runs {
+        let mut details = String::new();
+        if let Some(why) = &run.boot_failure {
+            let _ = writeln!(details, "- did not run the tests: {why}");
+        }
+        for result in &run.results {
+            match &result.outcome {
+                Outcome::Failed { detail } => {
+                    let line = detail.replace('\n', " ");
+                    let _ = writeln!(
+                        details,
+                        "- FAILED {}::{}: {line}",
+                        result.binary, result.name
+                    );
+                }
+                Outcome::Skipped { reason } => {
+                    let _ = writeln!(
+                        details,
+                        "- skipped {}::{}: {reason}",
+                        result.binary, result.name
+                    );
+                }
+                Outcome::Passed => {}
+            }
+        }
+        if !details.is_empty() {
+            let _ = write!(text, "\n## {}\n\n{details}", run.kernel);
+        }
+    }
+    text
+}
+
+/// Writes `report.md` and `report.json` into `dir`.
+pub fn write(dir: &Path, runs: &[KernelRun]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let md = dir.join("report.md");
+    std::fs::write(&md, markdown(runs)).with_context(|| format!("write {}", md.display()))?;
+    let json = dir.join("report.json");
+    let body = serde_json::to_string_pretty(runs).context("encode the report")?;
+    std::fs::write(&json, body).with_context(|| format!("write {}", json.display()))?;
+    Ok(())
+}
+
+/// `1m 05s`-style duration.
+pub fn elapsed(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    format!("{}m {:02}s", secs / 60, secs % 60)
+}
