@@ -62,6 +62,9 @@ enum Task {
     /// target/vm-test/report.md and report.json; the exit status is non-zero if any kernel
     /// failed or did not run. Example: `cargo xtask vm-test --kernel debian-6.1 -- network`.
     VmTest(vm::Args),
+    /// Check that vm-test reports failures: a test failing on purpose fails the host row, and
+    /// a debian-6.1 boot that panics (init=/nonexistent) fails the run with the kernel named.
+    VmSelfTest,
     /// Inside a VM started by vm-test: run the test binaries, print one line per result.
     #[command(hide = true)]
     VmGuest(vm::GuestArgs),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::run(&args),
         Task::VmTest(args) => vm::run(&args),
         Task::VmGuest(args) => vm::guest(&args),
+        Task::VmSelfTest => vm::selftest::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

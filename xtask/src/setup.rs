@@ -2,7 +2,7 @@
 
 mod apt;
 mod bpf_linker;
-mod bpffs;
+pub mod bpffs;
 mod rust;
 
 use std::time::Instant;

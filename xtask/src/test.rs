@@ -5,13 +5,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::{cmd, privilege, setup, workspace};
+use crate::{cmd, privilege, setup, vm, workspace};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Extra arguments for `cargo test` (after `--`), e.g. `-p chaos-daemon -- --nocapture`.
-    #[arg(last = true, value_name = "CARGO-TEST-ARGS")]
-    cargo_test_args: Vec<String>,
+    /// Kernels of the matrix to test on (repeatable); all when omitted.
+    #[arg(long = "kernel", value_name = "NAME")]
+    kernels: Vec<String>,
+    /// Test name filter (after `--`), passed to every test binary.
+    #[arg(last = true, value_name = "TEST-FILTER")]
+    filter: Vec<String>,
 }
 
 /// One stage of the run: its name and the command it runs.
@@ -26,6 +29,10 @@ pub fn run(args: &Args) -> Result<()> {
     privilege::require_root("running the tests (they load eBPF programs and make cgroups)")?;
     setup::run()?;
 
+    let totals_file = workspace::target_dir()
+        .join("vm-test")
+        .join(vm::TOTALS_FILE);
+    let _ = std::fs::remove_file(&totals_file);
     let mut results = Vec::new();
     for mut stage in stages(args) {
         println!("xtask test: {} ...", stage.name);
@@ -52,6 +59,10 @@ pub fn run(args: &Args) -> Result<()> {
         .collect();
     let verdict = if failed.is_empty() { "OK" } else { "FAILED" };
     println!("xtask test summary: {verdict} | {}", summary.join(", "));
+    // Last, the matrix's totals: the line CI reads to know how many tests ran.
+    if let Ok(totals) = std::fs::read_to_string(&totals_file) {
+        println!("{}", totals.trim());
+    }
     if !failed.is_empty() {
         bail!("failed stage(s): {}", failed.join(", "));
     }
@@ -81,9 +92,19 @@ fn stages(args: &Args) -> Vec<Stage> {
         "warnings",
     ]);
 
-    let mut test = workspace::cargo(["test"]);
-    test.args(workspace::HOST_CRATES)
-        .args(&args.cargo_test_args);
+    // The tests run on the host and in a VM per kernel of the matrix (`vm-test`), after the
+    // check that the matrix reports failures at all (`vm-self-test`).
+    let xtask = std::env::current_exe().unwrap_or_else(|_| "xtask".into());
+    let mut self_test = Command::new(&xtask);
+    self_test.arg("vm-self-test");
+    let mut matrix = Command::new(&xtask);
+    matrix.arg("vm-test");
+    for kernel in &args.kernels {
+        matrix.args(["--kernel", kernel]);
+    }
+    if !args.filter.is_empty() {
+        matrix.arg("--").args(&args.filter);
+    }
 
     vec![
         Stage {
@@ -99,8 +120,12 @@ fn stages(args: &Args) -> Vec<Stage> {
             command: clippy_ebpf,
         },
         Stage {
-            name: "cargo-test",
-            command: test,
+            name: "matrix-self-test",
+            command: self_test,
+        },
+        Stage {
+            name: "matrix",
+            command: matrix,
         },
     ]
 }

@@ -251,7 +251,9 @@ fn extract_source(source_package: &str, build_root: &Path) -> Result<PathBuf> {
         return Ok(tree);
     }
     let tarball = PathBuf::from(format!("/usr/src/{source_package}.tar.xz"));
-    let partial = build_root.with_extension("partial");
+    let mut partial = build_root.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     for dir in [&partial, build_root] {
         if dir.exists() {
             fs::remove_dir_all(dir)

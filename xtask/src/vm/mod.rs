@@ -7,6 +7,7 @@ pub mod cache;
 mod debian;
 pub mod kernels;
 pub mod report;
+pub mod selftest;
 pub mod suite;
 pub mod virtme;
 
@@ -27,6 +28,8 @@ use suite::TestResult;
 const RESULT_LINE: &str = "FAULTLINE-VM-RESULT ";
 /// Prefix of the line with the guest's kernel release.
 const RELEASE_LINE: &str = "FAULTLINE-VM-RELEASE ";
+/// File beside the report holding its closing totals line.
+pub const TOTALS_FILE: &str = "totals.txt";
 /// Environment variable that makes the deliberately failing test fail.
 const FAIL_ON_PURPOSE: &str = "FAULTLINE_FAIL_ON_PURPOSE";
 
@@ -46,6 +49,9 @@ pub struct Args {
     /// Minutes one kernel may take, boot included, before it counts as hung.
     #[arg(long, default_value_t = 45)]
     watchdog_minutes: u64,
+    /// Where the report goes (default: target/vm-test).
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<std::path::PathBuf>,
     /// Test name filter passed to every test binary (after `--`).
     #[arg(last = true, value_name = "TEST-FILTER")]
     filter: Vec<String>,
@@ -65,7 +71,10 @@ pub fn run(args: &Args) -> Result<()> {
             .collect::<Result<Vec<_>>>()?
     };
     let binaries = suite::build_binaries()?;
-    let dir = workspace::target_dir().join("vm-test");
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| workspace::target_dir().join("vm-test"));
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let manifest = dir.join("manifest.json");
     std::fs::write(&manifest, serde_json::to_string(&binaries)?)
@@ -105,6 +114,11 @@ pub fn run(args: &Args) -> Result<()> {
     report::write(&dir, &runs)?;
     println!("{}", report::markdown(&runs));
     println!("vm-test: report in {}", dir.join("report.md").display());
+    let totals = report::totals(&runs);
+    let totals_path = dir.join(TOTALS_FILE);
+    std::fs::write(&totals_path, &totals)
+        .with_context(|| format!("write {}", totals_path.display()))?;
+    println!("{totals}");
     let bad: Vec<&str> = runs
         .iter()
         .filter(|r| !r.ok())
@@ -269,6 +283,9 @@ pub fn guest(args: &GuestArgs) -> Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .context("read /proc/sys/kernel/osrelease")?;
     println!("{RELEASE_LINE}{}", release.trim());
+    // The guest boots with cgroup2 only; mount bpffs once here so that daemons started by
+    // tests in parallel do not each mount one over the other's pins.
+    setup::bpffs::ensure()?;
     let binaries = suite::read_manifest(&args.manifest)?;
     let watchdog = Duration::from_secs(args.watchdog_minutes * 60);
     for result in suite::run_all(&binaries, &args.filter, watchdog) {

@@ -106,6 +106,17 @@ pub fn write(dir: &Path, runs: &[KernelRun]) -> Result<()> {
     Ok(())
 }
 
+/// The closing line: totals over every kernel, in the form CI tools read.
+pub fn totals(runs: &[KernelRun]) -> String {
+    let sum = |count: fn(&KernelRun) -> usize| runs.iter().map(count).sum::<usize>();
+    format!(
+        "vm-test: {} passed, {} failed, {} skipped",
+        sum(KernelRun::passed),
+        sum(KernelRun::failed) + runs.iter().filter(|r| r.boot_failure.is_some()).count(),
+        sum(KernelRun::skipped)
+    )
+}
+
 /// `1m 05s`-style duration.
 pub fn elapsed(duration: Duration) -> String {
     let secs = duration.as_secs();

@@ -1,5 +1,6 @@
 //! virtme-ng (`vng`) and QEMU: installed on demand, and the command that boots a kernel.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -8,15 +9,14 @@ use anyhow::{bail, Result};
 use super::cache;
 use super::debian::{self, Package};
 use super::kernels::Prepared;
-use crate::cmd;
+use crate::{cmd, workspace};
 
 /// The virtme-ng release used: 1.42 is the one verified to boot Debian's 6.1 and the test
 /// kernel with the host's root here. Part of the venv's name, so a new pin gets a new venv.
 const VIRTME_NG_VERSION: &str = "1.42";
 
 /// Installs virtme-ng in a venv under the cache, and QEMU and busybox through apt, each only
-/// if missing;
-/// returns the path of `vng`.
+/// if missing; returns the path of `vng`.
 pub fn ensure_virtme() -> Result<PathBuf> {
     ensure_host_tools()?;
     let venv = cache::dir()?.join(format!("vng-{VIRTME_NG_VERSION}"));
@@ -79,6 +79,10 @@ fn ensure_host_tools() -> Result<()> {
 
 /// The command that boots `kernel` and runs the shell command `exec` in it; its exit status
 /// is that of `exec`. For the host kernel (no image) it is `sh -c EXEC` on the host itself.
+///
+/// Capture the guest's output through pipes, not files: QEMU reopens the command's stdout
+/// and stderr by their `/proc/self/fd` paths with `O_TRUNC`, so a regular file is truncated
+/// at boot, and stdout and stderr sent to one file overwrite each other.
 pub fn command(vng: &Path, kernel: &Prepared, exec: &str) -> Command {
     let Some(image) = &kernel.image else {
         let mut cmd = Command::new("sh");
@@ -102,9 +106,40 @@ pub fn command(vng: &Path, kernel: &Prepared, exec: &str) -> Command {
         "--cpus",
         "2",
     ]);
+    // The host's root is read-only in the guest, with writable overlays (kept in guest
+    // memory, never written back) on /etc, /home, /opt, /srv, /tmp, /usr and /var; /run is a
+    // tmpfs and /sys/fs/cgroup a writable cgroup2. Overlays on the workspace and on HOME too
+    // let tests write beside their binaries (target/, CARGO_TARGET_TMPDIR) and under HOME
+    // without touching the host's copies.
+    for dir in writable_overlays() {
+        cmd.arg(format!("--overlay-rwdir={}", dir.display()));
+    }
     for arg in &kernel.append {
         cmd.args(["--append", arg]);
     }
     cmd.args(["--exec", exec]).stdin(Stdio::null());
     cmd
+}
+
+/// The directories to overlay besides vng's defaults: the workspace root and HOME, unless
+/// missing, the root itself, under a directory vng overlays already, or under the other one.
+fn writable_overlays() -> Vec<PathBuf> {
+    const OVERLAID_BY_VNG: [&str; 7] = ["/etc", "/home", "/opt", "/srv", "/tmp", "/usr", "/var"];
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let candidates: Vec<PathBuf> = std::iter::once(workspace::root().to_owned())
+        .chain(home)
+        .filter_map(|dir| fs::canonicalize(dir).ok())
+        .filter(|dir| dir != Path::new("/"))
+        .filter(|dir| !OVERLAID_BY_VNG.iter().any(|top| dir.starts_with(top)))
+        .collect();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in &candidates {
+        let under_another = candidates
+            .iter()
+            .any(|other| other != dir && dir.starts_with(other));
+        if !under_another && !dirs.contains(dir) {
+            dirs.push(dir.clone());
+        }
+    }
+    dirs
 }
