@@ -3,14 +3,24 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, Result};
 
-use crate::{cmd, privilege, setup, workspace};
+use crate::{cmd, privilege, setup, vm, workspace};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to write the report (relative to the repository root).
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: String,
+    /// Run the benchmarks on this kernel of the matrix (see `cargo xtask vm-test --help`):
+    /// `host` (default) or a VM kernel, whose CPU QEMU emulates (TCG), so only ratios
+    /// within the run mean anything.
+    #[arg(long, default_value = "host")]
+    kernel: String,
 }
+
+/// Lines around a benchmark's Markdown on a VM's console.
+const BEGIN: &str = "FAULTLINE-BENCH-BEGIN";
+const END: &str = "FAULTLINE-BENCH-END";
+const RELEASE: &str = "FAULTLINE-BENCH-RELEASE ";
 
 /// Benchmark targets of chaos-daemon, each writing one Markdown section.
 const BENCHES: [&str; 1] = ["network"];
@@ -18,35 +28,93 @@ const BENCHES: [&str; 1] = ["network"];
 pub fn run(args: &Args) -> Result<()> {
     privilege::require_root("benchmarking (it loads eBPF programs and makes cgroups)")?;
     setup::run()?;
+    let spec = vm::kernels::find(&args.kernel)?;
+    let kernel = vm::kernels::prepare(spec)?;
     let dir = workspace::target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    let mut report = header()?;
+    let mut sections = String::new();
+    let mut release = read_trimmed("/proc/sys/kernel/osrelease");
     for bench in BENCHES {
-        let section = dir.join(format!("{bench}.md"));
-        let section_arg = section.display().to_string();
-        cmd::run(&mut workspace::cargo([
-            "bench",
-            "-p",
-            "chaos-daemon",
-            "--bench",
-            bench,
-            "--",
-            "--markdown",
-            &section_arg,
-        ]))?;
-        report.push_str(
-            &std::fs::read_to_string(&section)
-                .with_context(|| format!("read {}", section.display()))?,
-        );
+        let exe = build(bench)?;
+        let (section, guest_release) = match &kernel.image {
+            None => (on_host(&exe, &dir.join(format!("{bench}.md")))?, None),
+            Some(_) => in_vm(&kernel, &exe)?,
+        };
+        if let Some(guest) = guest_release {
+            release = guest;
+        }
+        sections.push_str(&section);
     }
+    let mut report = header(spec.name, &release, kernel.image.is_some())?;
+    report.push_str(&sections);
     let out = workspace::root().join(&args.out);
     std::fs::write(&out, report).with_context(|| format!("write {}", out.display()))?;
     println!("xtask bench: wrote {}", out.display());
     Ok(())
 }
 
-/// Title, how to reproduce, and the machine the numbers come from.
-fn header() -> Result<String> {
+/// Builds a benchmark of chaos-daemon and returns its executable.
+fn build(bench: &str) -> Result<std::path::PathBuf> {
+    let mut cargo = workspace::cargo([
+        "bench",
+        "-p",
+        "chaos-daemon",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    cargo.args(["--bench", bench]);
+    let out = cmd::output(&mut cargo)?;
+    out.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bench)
+        .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+        .with_context(|| format!("cargo bench --no-run built no executable for {bench}"))
+}
+
+fn on_host(exe: &Path, section: &Path) -> Result<String> {
+    cmd::run(
+        std::process::Command::new(exe)
+            .arg("--bench")
+            .arg("--markdown")
+            .arg(section),
+    )?;
+    std::fs::read_to_string(section).with_context(|| format!("read {}", section.display()))
+}
+
+/// Runs the benchmark inside a VM booted on `kernel`; returns its Markdown and the guest's
+/// kernel release.
+fn in_vm(kernel: &vm::kernels::Prepared, exe: &Path) -> Result<(String, Option<String>)> {
+    let vng = vm::virtme::ensure_virtme()?;
+    let exec = format!(
+        "echo {RELEASE}$(uname -r); echo {BEGIN}; '{}' --bench; status=$?; echo {END}; exit $status",
+        exe.display()
+    );
+    let mut command = vm::virtme::command(&vng, kernel, &exec);
+    eprintln!("$ {}", cmd::display(&command));
+    let out = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start vng for {}", kernel.name))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let release = stdout
+        .lines()
+        .find_map(|l| l.split_once(RELEASE).map(|(_, r)| r.trim().to_string()));
+    let inner = stdout
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(markdown, _)| markdown.trim_start_matches('\n').to_string());
+    match inner {
+        Some(markdown) if out.status.success() => Ok((markdown, release)),
+        _ => anyhow::bail!(
+            "the benchmark failed in the {} VM ({}); its output:\n{stdout}",
+            kernel.name,
+            out.status
+        ),
+    }
+}
+
+/// Title, how to reproduce, and the machine and kernel the numbers come from.
+fn header(kernel_name: &str, release: &str, emulated: bool) -> Result<String> {
     let mut text = String::from("# faultline benchmarks\n\n");
     writeln!(
         text,
@@ -63,7 +131,6 @@ fn header() -> Result<String> {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = read_trimmed("/proc/sys/kernel/osrelease");
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -79,9 +146,20 @@ fn header() -> Result<String> {
         cmd::probe(std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]))
             .unwrap_or_else(|| "unknown".into());
     writeln!(text, "| machine | |\n|---|---|")?;
-    writeln!(text, "| CPU | {cpu}, {cores} cores |")?;
+    if emulated {
+        writeln!(
+            text,
+            "| CPU | 2 vCPUs emulated by QEMU (TCG) on {cpu}, {cores} cores: absolute times are \
+             emulation times, only ratios within the run compare |"
+        )?;
+    } else {
+        writeln!(text, "| CPU | {cpu}, {cores} cores |")?;
+    }
     writeln!(text, "| memory | {memory} |")?;
-    writeln!(text, "| kernel | {kernel} |")?;
+    writeln!(
+        text,
+        "| kernel | {release} (matrix kernel `{kernel_name}`) |"
+    )?;
     writeln!(text, "| commit | {} |\n", commit.trim())?;
     Ok(text)
 }

@@ -5,7 +5,13 @@
 //! ends: an idle node runs no faultline program, and untargeted cgroups never do. A restarted
 //! daemon adopts pinned links whose faults are still armed instead of re-attaching them
 //! (which would let packets through in between).
-use std::{collections::BTreeMap, path::Path};
+//!
+//! Only the pins are kept, not the link fds: a pin holds a link by itself, and thousands of
+//! targeted cgroups would otherwise exhaust the daemon's file descriptors.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     programs::{links::FdLink, links::PinnedLink, CgroupAttachMode, CgroupSkbAttachType},
@@ -21,10 +27,10 @@ pub const DIRECTIONS: [(&str, &str, CgroupSkbAttachType); 2] = [
     ("ingress", loader::NET_INGRESS, CgroupSkbAttachType::Ingress),
 ];
 
-/// Pinned links by cgroup id.
+/// Pin paths of the links, by cgroup id.
 #[derive(Default)]
 pub struct NetLinks {
-    links: BTreeMap<u64, Vec<PinnedLink>>,
+    links: BTreeMap<u64, Vec<PathBuf>>,
 }
 
 impl NetLinks {
@@ -40,11 +46,7 @@ impl NetLinks {
     /// Takes over every link a previous daemon pinned.
     pub fn adopt(&mut self, pins: &Pins) -> Result<(), Error> {
         for (cgroup_id, path) in pins.net_links()? {
-            let link = PinnedLink::from_pin(&path).map_err(|err| Error::Link {
-                path: path.display().to_string(),
-                reason: format!("bpf_obj_get: {err}"),
-            })?;
-            self.links.entry(cgroup_id).or_default().push(link);
+            self.links.entry(cgroup_id).or_default().push(path);
         }
         Ok(())
     }
@@ -66,14 +68,13 @@ impl NetLinks {
         })?;
         let mut pinned = Vec::new();
         for (direction, name, attach_type) in DIRECTIONS {
-            match attach_one(
-                ebpf,
-                &cgroup,
-                name,
-                attach_type,
-                &pins.net_link(cgroup_id, direction),
-            ) {
-                Ok(link) => pinned.push(link),
+            let path = pins.net_link(cgroup_id, direction);
+            match attach_one(ebpf, &cgroup, name, attach_type, &path) {
+                // Closing the fd leaves the link to its pin.
+                Ok(link) => {
+                    drop(link);
+                    pinned.push(path);
+                }
                 Err(err) => {
                     unpin_all(pinned);
                     return Err(err);
@@ -123,12 +124,15 @@ fn attach_one(
         .map_err(|err| link_error(format!("bpf_obj_pin: {err}")))
 }
 
-fn unpin_all(links: Vec<PinnedLink>) {
-    for link in links {
-        match link.unpin() {
+fn unpin_all(paths: Vec<PathBuf>) {
+    for path in paths {
+        let unpinned = PinnedLink::from_pin(&path)
+            .map_err(|err| err.to_string())
+            .and_then(|link| link.unpin().map_err(|err| err.to_string()));
+        match unpinned {
             // Closing the last fd of an unpinned link detaches it.
             Ok(fd_link) => drop(fd_link),
-            Err(err) => warn!(error = %err, "unpinning a network link"),
+            Err(err) => warn!(path = %path.display(), error = %err, "unpinning a network link"),
         }
     }
 }
