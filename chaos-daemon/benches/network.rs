@@ -291,40 +291,50 @@ async fn timing(out: &mut String) -> anyhow::Result<()> {
     let daemon = Daemon::start(&[]).await;
     let mut client = daemon.client().await;
 
+    // Under emulation (a VM of the matrix) everything is slower: windows scale up.
+    let scale: u64 = std::env::var("FAULTLINE_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let (window_ms, ahead_ms) = (30 * scale, 20 * scale);
     let (mut activation, mut from_call) = (Vec::new(), Vec::new());
+    let mut missed = 0;
     for _ in 0..FAULTS {
         let called = unix_now_ns();
         let fault = client
-            .inject(loss_request(&target.target(), 0, 20))
+            .inject(loss_request(&target.target(), 0, window_ms))
             .await?
             .into_inner();
         let returned = unix_now_ns();
         let done = completed(&mut client, &fault.id).await?;
-        anyhow::ensure!(
-            done.first_affected_unix_ns != 0,
-            "fault {} dropped nothing",
-            done.id
-        );
+        if done.first_affected_unix_ns == 0 {
+            missed += 1;
+            continue;
+        }
         activation.push((done.first_affected_unix_ns as f64 - returned as f64) / 1e3);
         from_call.push((done.first_affected_unix_ns as f64 - called as f64) / 1e3);
     }
     let (mut start_err, mut stop_err) = (Vec::new(), Vec::new());
     for _ in 0..FAULTS {
-        let start = unix_now_ns() + 20_000_000;
+        let start = unix_now_ns() + ahead_ms * 1_000_000;
         let fault = client
-            .inject(loss_request(&target.target(), start, 30))
+            .inject(loss_request(&target.target(), start, window_ms))
             .await?
             .into_inner();
         let done = completed(&mut client, &fault.id).await?;
-        anyhow::ensure!(
-            done.first_affected_unix_ns != 0,
-            "fault {} dropped nothing",
-            done.id
-        );
+        if done.first_affected_unix_ns == 0 {
+            missed += 1;
+            continue;
+        }
         start_err.push((done.first_affected_unix_ns as f64 - done.start_at_unix_ns as f64) / 1e3);
         stop_err.push((done.end_at_unix_ns as f64 - done.last_affected_unix_ns as f64) / 1e3);
     }
     sender.stop();
+    anyhow::ensure!(
+        !activation.is_empty() && !start_err.is_empty(),
+        "no fault of {} dropped a packet",
+        2 * FAULTS
+    );
 
     writeln!(
         out,
@@ -357,12 +367,12 @@ async fn timing(out: &mut String) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "| start error (start 20 ms ahead) | {} |",
+        "| start error (start {ahead_ms} ms ahead) | {} |",
         summary(&mut start_err)
     )?;
     writeln!(
         out,
-        "| stop error (30 ms windows) | {} |",
+        "| stop error ({window_ms} ms windows) | {} |",
         summary(&mut stop_err)
     )?;
     writeln!(
@@ -372,5 +382,13 @@ async fn timing(out: &mut String) -> anyhow::Result<()> {
          2-core machine), not that the window closed early. `Inject` itself spends most of \
          its time writing and fsync'ing the journal record before anything is armed.\n"
     )?;
+    if missed > 0 {
+        writeln!(
+            out,
+            "{missed} of {} faults saw no packet of the stream inside their window (left out \
+             of the rows above).\n",
+            2 * FAULTS
+        )?;
+    }
     Ok(())
 }

@@ -85,8 +85,10 @@ fn on_host(exe: &Path, section: &Path) -> Result<String> {
 /// kernel release.
 fn in_vm(kernel: &vm::kernels::Prepared, exe: &Path) -> Result<(String, Option<String>)> {
     let vng = vm::virtme::ensure_virtme()?;
+    // Emulation is about ten times slower: windows scale so injects still fit inside them.
     let exec = format!(
-        "echo {RELEASE}$(uname -r); echo {BEGIN}; '{}' --bench; status=$?; echo {END}; exit $status",
+        "echo {RELEASE}$(uname -r); echo {BEGIN}; FAULTLINE_BENCH_SCALE=10 '{}' --bench; \
+         status=$?; echo {END}; exit $status",
         exe.display()
     );
     let mut command = vm::virtme::command(&vng, kernel, &exec);

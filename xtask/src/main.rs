@@ -63,7 +63,7 @@ enum Task {
     /// failed or did not run. Example: `cargo xtask vm-test --kernel debian-6.1 -- network`.
     VmTest(vm::Args),
     /// Check that vm-test reports failures: a test failing on purpose fails the host row, and
-    /// a debian-6.1 boot that panics (init=/nonexistent) fails the run with the kernel named.
+    /// a debian-6.1 boot that panics (mem=40M: out of memory in an initcall) fails the run with the kernel named.
     VmSelfTest,
     /// Inside a VM started by vm-test: run the test binaries, print one line per result.
     #[command(hide = true)]

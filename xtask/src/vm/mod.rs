@@ -39,7 +39,7 @@ pub struct Args {
     /// faultline-6.1.
     #[arg(long = "kernel", value_name = "NAME")]
     kernels: Vec<String>,
-    /// Extra kernel command-line argument for every VM (repeatable), e.g. `init=/x` to see a
+    /// Extra kernel command-line argument for every VM (repeatable), e.g. `mem=40M` to see a
     /// boot that panics reported as such.
     #[arg(long = "boot-arg", value_name = "ARG")]
     boot_args: Vec<String>,

@@ -53,7 +53,7 @@ pub fn run() -> Result<()> {
             "--kernel",
             "debian-6.1",
             "--boot-arg",
-            "init=/nonexistent",
+            "mem=40M",
             "--watchdog-minutes",
             "10",
             "--",
