@@ -470,21 +470,40 @@ impl Engine {
 
     /// Ends every fault, detaches every program and removes every pin (clean shutdown).
     pub fn shutdown(&mut self) {
-        let armed: Vec<String> = self
-            .faults
-            .iter()
-            .filter(|(_, e)| e.armed.is_some())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in armed {
-            self.finish(&id, FaultState::Cancelled, "daemon shut down");
-        }
-        if let Some(mut kernel) = self.kernel.take() {
+        // Every attachment goes first, one unpin per cgroup: then no packet meets a fault,
+        // and the faults need no slot-list rewrite each (which is quadratic in their number).
+        if let Some(kernel) = self.kernel.as_mut() {
             let attached: Vec<u64> = kernel.links.cgroups().collect();
             for cgroup_id in attached {
                 kernel.links.detach(cgroup_id);
             }
         }
+        let now = clock::unix_now_ns();
+        let mut closed = 0;
+        for (id, entry) in &mut self.faults {
+            let Some(armed) = entry.armed.take() else {
+                continue;
+            };
+            entry.stop = None;
+            if let Some(kernel) = self.kernel.as_mut() {
+                refresh(&mut entry.fault, &armed, kernel);
+                if let Err(err) = network::disarm(&mut kernel.net, armed.slot, &armed.plan) {
+                    warn!(fault.id = %id, error = %err, "disarming");
+                }
+            }
+            entry.fault.state = FaultState::Cancelled as i32;
+            entry.fault.ended_at_unix_ns = now;
+            entry.fault.message = "daemon shut down".into();
+            if let Err(err) = self.journal.remove_unsynced(id) {
+                warn!(fault.id = %id, error = %err, "closing the journal record");
+            }
+            closed += 1;
+        }
+        if let Err(err) = self.journal.sync() {
+            warn!(error = %err, "syncing the journal");
+        }
+        info!(faults = closed, "every fault ended");
+        self.kernel = None;
         match self.pins.remove_all() {
             Ok(()) => info!(dir = %self.pins.root().display(), "pins removed"),
             Err(err) => warn!(error = %err, "removing pins"),

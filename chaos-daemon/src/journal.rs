@@ -98,14 +98,21 @@ impl Journal {
         file.write_all(&bytes).map_err(io("write", &tmp))?;
         file.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        self.sync_dir()
+        self.sync()
     }
 
     /// Removes a record once its side effects are undone.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
+        self.remove_unsynced(id)?;
+        self.sync()
+    }
+
+    /// Removes a record without syncing the directory: for many removals followed by one
+    /// [`Journal::sync`].
+    pub fn remove_unsynced(&self, id: &str) -> Result<(), Error> {
         let path = self.path(id);
         match std::fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(Error::Io {
                 op: "unlink",
@@ -144,7 +151,8 @@ impl Journal {
         Ok(records)
     }
 
-    fn sync_dir(&self) -> Result<(), Error> {
+    /// Makes every write and removal so far durable (fsync of the directory).
+    pub fn sync(&self) -> Result<(), Error> {
         File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(|source| Error::Io {
