@@ -92,8 +92,10 @@ impl FaultService for Api {
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<Fault>, Status> {
         let id = request.into_inner().id;
         let span = info_span!("cancel", fault.id = %id);
-        let _guard = span.enter();
-        Ok(Response::new(self.engine.lock().await.cancel(&id)?))
+        let cancelled = async { self.engine.lock().await.cancel(&id) }
+            .instrument(span)
+            .await?;
+        Ok(Response::new(cancelled))
     }
 
     type WatchStream = EventStream;

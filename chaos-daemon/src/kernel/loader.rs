@@ -25,25 +25,24 @@ pub struct Loaded {
 /// Loads the object and the network programs, preferring `CLOCK_TAI`: if the verifier refuses
 /// the TAI helper (Linux < 6.1) the object is loaded again on `CLOCK_MONOTONIC`.
 pub fn load(pins: &Pins) -> Result<Loaded, Error> {
-    let mut tai_refused = None;
-    for clock in [KernelClock::Tai, KernelClock::Monotonic] {
-        match load_with(pins, clock) {
-            Ok(ebpf) => {
-                info!(clock = clock.name(), "eBPF programs loaded");
-                return Ok(Loaded {
-                    ebpf,
-                    clock,
-                    tai_refused,
-                });
-            }
-            Err(err) if clock == KernelClock::Tai => {
-                warn!(error = %err, "CLOCK_TAI refused; falling back to CLOCK_MONOTONIC");
-                tai_refused = Some(crate::error::chain(&err));
-            }
-            Err(err) => return Err(err),
+    let (ebpf, clock, tai_refused) = match load_with(pins, KernelClock::Tai) {
+        Ok(ebpf) => (ebpf, KernelClock::Tai, None),
+        Err(err) => {
+            warn!(error = %err, "CLOCK_TAI refused; falling back to CLOCK_MONOTONIC");
+            let refused = crate::error::chain(&err);
+            (
+                load_with(pins, KernelClock::Monotonic)?,
+                KernelClock::Monotonic,
+                Some(refused),
+            )
         }
-    }
-    unreachable!("the monotonic attempt returns")
+    };
+    info!(clock = clock.name(), "eBPF programs loaded");
+    Ok(Loaded {
+        ebpf,
+        clock,
+        tai_refused,
+    })
 }
 
 /// Loads the object with `clock` and every program the daemon attaches (not the baseline).
