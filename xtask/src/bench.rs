@@ -157,7 +157,11 @@ fn header(kernel_name: &str, release: &str, emulated: bool) -> Result<String> {
     } else {
         writeln!(text, "| CPU | {cpu}, {cores} cores |")?;
     }
-    writeln!(text, "| memory | {memory} |")?;
+    if emulated {
+        writeln!(text, "| memory | 2 GiB in the guest (host: {memory}) |")?;
+    } else {
+        writeln!(text, "| memory | {memory} |")?;
+    }
     writeln!(
         text,
         "| kernel | {release} (matrix kernel `{kernel_name}`) |"
