@@ -16,6 +16,8 @@ pub struct KernelRun {
     pub boot_failure: Option<String>,
     pub results: Vec<TestResult>,
     pub seconds: f64,
+    /// Why a first attempt was run again (it hung), if it was.
+    pub retried: Option<String>,
 }
 
 impl KernelRun {
@@ -33,6 +35,20 @@ impl KernelRun {
 
     pub fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skipped { .. }))
+    }
+
+    /// Why this run counts as a hang (a watchdog fired), if it does.
+    pub fn hang(&self) -> Option<String> {
+        let watchdog = |text: &str| text.starts_with("watchdog");
+        if let Some(why) = self.boot_failure.as_deref().filter(|w| watchdog(w)) {
+            return Some(why.lines().next().unwrap_or_default().to_string());
+        }
+        self.results.iter().find_map(|r| match &r.outcome {
+            Outcome::Failed { detail } if watchdog(detail) => {
+                Some(format!("{}: {detail}", r.binary))
+            }
+            _ => None,
+        })
     }
 
     /// A kernel is green only if tests ran and none failed.
@@ -67,6 +83,12 @@ pub fn markdown(runs: &[KernelRun]) -> String {
         let mut details = String::new();
         if let Some(why) = &run.boot_failure {
             let _ = writeln!(details, "- did not run the tests: {why}");
+        }
+        if let Some(why) = &run.retried {
+            let _ = writeln!(
+                details,
+                "- booted a second time: the first attempt hung ({why})"
+            );
         }
         for result in &run.results {
             match &result.outcome {
