@@ -37,7 +37,9 @@ impl Api {
 
     /// Inject, as a plain async function.
     pub async fn inject(&self, req: InjectRequest) -> Result<Fault, Error> {
-        self.engine.lock().await.inject(&self.engine, req)
+        let mut engine = self.engine.lock().await;
+        // Process and stress faults act on cgroup files and start workers: blocking work.
+        tokio::task::block_in_place(|| engine.inject(&self.engine, req))
     }
 
     /// The fault's current state first, then every change, filtered by id when one is given.

@@ -84,6 +84,54 @@ pub fn unix_now_ns() -> u64 {
     read_ns(ClockId::CLOCK_REALTIME)
 }
 
+/// Blocks the calling thread until the wall clock reads `unix_ns`, with an absolute
+/// `clock_nanosleep`, which wakes within the timer slack (50 µs by default) rather than the
+/// runtime timer's millisecond: for the edges the daemon itself carries out (freeze, thaw).
+pub fn sleep_until_unix(unix_ns: u64) {
+    let request = libc::timespec {
+        tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        // SAFETY: `request` is a valid timespec; no remainder is asked for with TIMER_ABSTIME.
+        let rc = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_REALTIME,
+                libc::TIMER_ABSTIME,
+                &request,
+                std::ptr::null_mut(),
+            )
+        };
+        // EINTR: a signal; sleep again to the same absolute time.
+        if rc != libc::EINTR {
+            return;
+        }
+    }
+}
+
+/// Runs `edge` at `unix_ns` with the calling thread briefly under `SCHED_FIFO`, so that the
+/// wake-up is not queued behind the busy processes a fault is about (the target's own, or
+/// stress workers). Falls back to the normal policy where the kernel refuses (no
+/// CAP_SYS_NICE, or an RT budget of 0 in the daemon's cgroup).
+/// <https://man7.org/linux/man-pages/man7/sched.7.html>
+pub fn at_unix<T>(unix_ns: u64, edge: impl FnOnce() -> T) -> T {
+    // SAFETY: plain syscalls on the calling thread with valid, initialised arguments.
+    unsafe {
+        let thread = libc::pthread_self();
+        let mut policy = 0;
+        let mut old = std::mem::zeroed::<libc::sched_param>();
+        let saved = libc::pthread_getschedparam(thread, &mut policy, &mut old) == 0;
+        let rt = libc::sched_param { sched_priority: 1 };
+        let raised = saved && libc::pthread_setschedparam(thread, libc::SCHED_FIFO, &rt) == 0;
+        sleep_until_unix(unix_ns);
+        let result = edge();
+        if raised {
+            libc::pthread_setschedparam(thread, policy, &old);
+        }
+        result
+    }
+}
+
 fn read_ns(id: ClockId) -> u64 {
     // clock_gettime cannot fail for these clock ids on Linux; 0 would only disarm windows.
     clock_gettime(id).map_or(0, |ts| {

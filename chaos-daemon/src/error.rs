@@ -72,3 +72,13 @@ impl From<crate::journal::Error> for Error {
         Self::Internal(err.to_string())
     }
 }
+
+impl From<crate::cgroupfs::Error> for Error {
+    fn from(err: crate::cgroupfs::Error) -> Self {
+        use crate::cgroupfs::Error as E;
+        match err {
+            E::NoProcess(msg) | E::Unsupported(msg) => Self::FailedPrecondition(msg),
+            E::Io { .. } => Self::Internal(err.to_string()),
+        }
+    }
+}

@@ -58,6 +58,14 @@ pub enum Undo {
     /// A network fault slot: its parameters and peers in the pinned maps, and its place in the
     /// slot lists of its cgroups' attachments (detached with the last fault of a cgroup).
     NetworkSlot { slot: u32 },
+    /// Cgroups frozen by a pause: thawed at the end, or by the next daemon.
+    Freeze {
+        freezers: Vec<crate::cgroupfs::freeze::Freezer>,
+    },
+    /// The cgroup of a stress fault's workers: everything in it is killed, then it is removed.
+    Workers { cgroup: PathBuf },
+    /// Signals only: nothing to undo.
+    Nothing,
 }
 
 /// The journal directory.

@@ -1,6 +1,7 @@
 //! faultline's node daemon and its command-line client, as a library the binaries share.
 
 pub mod api;
+pub mod cgroupfs;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod kernel;
 pub mod serve;
 pub mod startup;
 pub mod targets;
+pub mod workers;

@@ -5,8 +5,20 @@ use clap::Parser as _;
 use tokio::{signal::unix, sync::watch};
 use tracing::info;
 
+fn main() -> anyhow::Result<()> {
+    // The same binary runs the stress workers, so they need no file of their own on the node.
+    let args: Vec<String> = std::env::args_os()
+        .take(3)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(code) = chaos_daemon::workers::run::main_if_worker(&args) {
+        std::process::exit(code);
+    }
+    daemon()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn daemon() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logs(config.log_format);
     let engine = startup::start(&config).context("starting the daemon")?;

@@ -32,6 +32,7 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
     let hier = Hierarchy::discover();
     let mut probe = Probe::new(hier.as_ref().map_err(|err| err.to_string()));
     let hier = hier.ok();
+    probe.probe_cgroup_files(hier.as_ref());
     let pins = Pins::new(&config.bpffs_dir);
     let journal = Journal::open(&config.state_dir)?;
     if journal.load_all()?.is_empty() {

@@ -132,3 +132,102 @@ async fn refusals_are_one_line_with_the_code() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_and_stress_from_the_command_line() {
+    if !require_root() {
+        return;
+    }
+    let cgroup = TestCgroup::new();
+    let _sleeper = support::procs::spawn_in(&[cgroup.path()], "exec sleep 1000");
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(10),
+        || { cgroup.procs().len() == 1 }
+    ));
+    let daemon = Daemon::start(&[]).await;
+    let target = cgroup.target();
+    let pause = json(
+        &daemon,
+        &[
+            "-o",
+            "json",
+            "inject",
+            "process",
+            "--target",
+            &target,
+            "--pause",
+            "--duration",
+            "1m",
+        ],
+    );
+    assert_eq!(pause["kind"], "process.pause");
+    let id = pause["id"].as_str().expect("id").to_string();
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(10),
+        || { json(&daemon, &["-o", "json", "get", &id])["outcome"]["frozen"] == true }
+    ));
+    let (code, detail, _) = chaosctl(&daemon, &["get", &id]);
+    assert_eq!(code, 0);
+    assert!(
+        detail.contains("Frozen:") && detail.contains("true"),
+        "{detail}"
+    );
+    // A second pause of the same cgroup is refused: the first end would thaw it.
+    let (code, _, stderr) = chaosctl(
+        &daemon,
+        &[
+            "inject",
+            "process",
+            "--target",
+            &target,
+            "--pause",
+            "--duration",
+            "1m",
+        ],
+    );
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("already paused"), "{stderr}");
+    let cancelled = json(&daemon, &["-o", "json", "cancel", &id]);
+    assert_eq!(cancelled["state"], "cancelled");
+
+    // The daemon names the field of a load over 100 %.
+    let (code, _, stderr) = chaosctl(
+        &daemon,
+        &[
+            "inject",
+            "stress",
+            "--target",
+            &target,
+            "--cpu",
+            "1",
+            "--load",
+            "150",
+            "--duration",
+            "5s",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("stress.cpu.load_percent"), "{stderr}");
+    let stress = json(
+        &daemon,
+        &[
+            "-o",
+            "json",
+            "inject",
+            "stress",
+            "--target",
+            &target,
+            "--cpu",
+            "1",
+            "--load",
+            "10",
+            "--duration",
+            "1m",
+        ],
+    );
+    assert_eq!(stress["kind"], "stress.cpu");
+    assert_eq!(stress["outcome"]["workers"], 1);
+    let id = stress["id"].as_str().expect("id").to_string();
+    let cancelled = json(&daemon, &["-o", "json", "cancel", &id]);
+    assert_eq!(cancelled["outcome"]["workers"], 0);
+}

@@ -12,6 +12,8 @@ const EXPECTED: &[(&str, &[(&str, bool)])] = &[
         "host",
         &[
             ("cgroup_skb", true),
+            ("cgroup_kill", true),
+            ("cgroup_freeze", true),
             ("bpf_lsm_programs", false),
             ("bpf_trampoline", false),
             ("bpf_override_return", false),
@@ -21,6 +23,8 @@ const EXPECTED: &[(&str, &[(&str, bool)])] = &[
         "debian-6.1",
         &[
             ("cgroup_skb", true),
+            ("cgroup_kill", true),
+            ("cgroup_freeze", true),
             ("bpf_lsm_programs", true),
             ("bpf_lsm_active", true),
             ("bpf_trampoline", true),
@@ -32,6 +36,8 @@ const EXPECTED: &[(&str, &[(&str, bool)])] = &[
         "debian-6.1-nolsm",
         &[
             ("cgroup_skb", true),
+            ("cgroup_kill", true),
+            ("cgroup_freeze", true),
             ("bpf_lsm_programs", true),
             ("bpf_lsm_active", false),
             ("bpf_trampoline", true),
@@ -42,6 +48,8 @@ const EXPECTED: &[(&str, &[(&str, bool)])] = &[
         "faultline-6.1",
         &[
             ("cgroup_skb", true),
+            ("cgroup_kill", true),
+            ("cgroup_freeze", true),
             ("bpf_lsm_programs", true),
             ("bpf_lsm_active", true),
             ("bpf_trampoline", true),

@@ -23,7 +23,7 @@ const END: &str = "FAULTLINE-BENCH-END";
 const RELEASE: &str = "FAULTLINE-BENCH-RELEASE ";
 
 /// Benchmark targets of chaos-daemon, each writing one Markdown section.
-const BENCHES: [&str; 1] = ["network"];
+const BENCHES: [&str; 2] = ["network", "process"];
 
 pub fn run(args: &Args) -> Result<()> {
     privilege::require_root("benchmarking (it loads eBPF programs and makes cgroups)")?;

@@ -45,7 +45,9 @@ const INJECT_AFTER_HELP: &str = "\
 EXAMPLES:
   chaosctl inject network --target cgroup:/system.slice/postgresql.service --loss 30 --duration 60s
   chaosctl inject network --target pid:4242 --duration 5m \\
-      --partition --cidr 10.0.0.0/8 --direction egress";
+      --partition --cidr 10.0.0.0/8 --direction egress
+  chaosctl inject process --target container:3f2a9c1b7d04 --pause --duration 30s
+  chaosctl inject stress --target cgroup:/system.slice/postgresql.service --cpu 2 --load 80 --duration 1m";
 
 const NETWORK_AFTER_HELP: &str = "\
 EXAMPLES:
@@ -219,6 +221,19 @@ pub enum InjectCommand {
     /// given (--direction, --protocol, --port, --cidr), from --start-at for --duration.
     #[command(after_help = NETWORK_AFTER_HELP)]
     Network(NetworkArgs),
+    /// Kill, pause (freeze) or restart a target's processes.
+    ///
+    /// Acts on every process of the target's cgroup and its child cgroups, or on its main
+    /// process (the oldest one, or one chosen by --main-pid / --main-command).
+    #[command(after_help = super::actors::PROCESS_AFTER_HELP)]
+    Process(super::actors::ProcessArgs),
+    /// Load a target's CPU or memory with worker processes charged to its cgroup.
+    ///
+    /// The workers run inside the target's cgroup (a child cgroup of it), so its limits
+    /// and accounting see the load; they stop at the window's end, on cancel, and if the
+    /// daemon dies.
+    #[command(after_help = super::actors::STRESS_AFTER_HELP)]
+    Stress(super::actors::StressArgs),
 }
 
 /// A fault id argument.
@@ -245,20 +260,9 @@ pub struct WatchArgs {
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("action").required(true).args(["loss", "partition"])))]
 pub struct NetworkArgs {
-    /// Who to affect: cgroup:<path>, pid:<pid> or container:<id>.
-    ///
-    /// The daemon resolves it to cgroup v2 ids: a cgroup path relative to the cgroup2
-    /// mount, the cgroup of a process, or the cgroup of a container.
-    /// Examples: --target cgroup:/system.slice/postgresql.service, --target pid:4242,
-    /// --target container:3f2a9c1b7d04
-    #[arg(long, value_name = "TARGET")]
-    pub target: String,
-
-    /// How long the fault's window stays open; faults never run open-ended.
-    ///
-    /// Examples: --duration 60s, --duration 1m30s, --duration 500ms
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Duration,
+    /// Who, when and how long.
+    #[command(flatten)]
+    pub window: WindowArgs,
 
     /// Drop this percentage of matching packets, each packet drawn on its own.
     ///
@@ -308,6 +312,25 @@ pub struct NetworkArgs {
     /// Examples: --cidr 10.0.0.0/8, --cidr fd00::1/128
     #[arg(long = "cidr", value_name = "CIDR", value_delimiter = ',')]
     pub cidrs: Vec<String>,
+}
+
+/// The target and window every fault kind takes.
+#[derive(Debug, Clone, Args)]
+pub struct WindowArgs {
+    /// Who to affect: cgroup:<path>, pid:<pid> or container:<id>.
+    ///
+    /// The daemon resolves it to cgroup v2 ids: a cgroup path relative to the cgroup2
+    /// mount, the cgroup of a process, or the cgroup of a container.
+    /// Examples: --target cgroup:/system.slice/postgresql.service, --target pid:4242,
+    /// --target container:3f2a9c1b7d04
+    #[arg(long, value_name = "TARGET")]
+    pub target: String,
+
+    /// How long the fault's window stays open; faults never run open-ended.
+    ///
+    /// Examples: --duration 60s, --duration 1m30s, --duration 500ms
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Duration,
 
     /// When the window opens: an RFC 3339 time, or +<duration> from now [default: now].
     ///

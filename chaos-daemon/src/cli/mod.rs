@@ -2,6 +2,7 @@
 //! connection, and output, kept apart so other front-ends (e.g. a `kubectl-chaos`
 //! plugin) can reuse the [`args`] structs and the [`output`] layer.
 
+pub mod actors;
 pub mod args;
 pub mod connect;
 pub mod error;

@@ -96,6 +96,38 @@ pub fn write_fault_detail(
         fields.push(("Ports", list(spec.ports.iter().map(port_range).collect())));
         fields.push(("Peers", list(spec.peers.clone())));
     }
+    if let Some(p) = &view.process {
+        if let Some(signal) = &p.signal {
+            fields.push(("Signal", signal.clone()));
+        }
+        if p.main_only || p.main_pid.is_some() || p.main_command.is_some() {
+            let chosen = match (&p.main_pid, &p.main_command) {
+                (Some(pid), _) => format!("pid {pid}"),
+                (None, Some(command)) => format!("oldest {command:?}"),
+                (None, None) => "oldest process".to_owned(),
+            };
+            fields.push(("Main process", chosen));
+        }
+        if let Some(ms) = p.interval_ms {
+            fields.push(("Every", format!("{ms} ms")));
+        }
+    }
+    if let Some(s) = &view.stress {
+        if let Some(load) = s.load_percent {
+            let workers = match s.workers {
+                Some(0) | None => "one per allowed CPU".to_owned(),
+                Some(n) => n.to_string(),
+            };
+            fields.push(("Workers", workers));
+            fields.push(("Load", format!("{load}%")));
+        }
+        if let Some(bytes) = s.memory_bytes {
+            fields.push(("Memory", format!("{bytes} bytes")));
+        }
+        if let Some(percent) = s.percent_of_limit {
+            fields.push(("Memory", format!("{percent}% of the limit")));
+        }
+    }
     fields.extend([
         ("State", view.state.to_owned()),
         ("Start", timestamp(view.start_at_unix_ns)),
@@ -107,6 +139,32 @@ pub fn write_fault_detail(
         ("Matched", view.counters.matched.to_string()),
         ("Affected", view.counters.affected.to_string()),
     ]);
+    if let Some(o) = &view.outcome {
+        if o.rounds > 0 {
+            fields.push((
+                "Signalled",
+                format!("{} in {} round(s)", o.signalled, o.rounds),
+            ));
+        }
+        if o.main_pid != 0 {
+            fields.push(("Main pid", o.main_pid.to_string()));
+        }
+        if o.new_main_pid != 0 {
+            let after = std::time::Duration::from_nanos(o.restart_after_ns);
+            fields.push((
+                "Restarted",
+                format!("pid {} after {after:?}", o.new_main_pid),
+            ));
+        }
+        if view.kind == "process.pause" {
+            fields.push(("Frozen", o.frozen.to_string()));
+        }
+        if view.kind.starts_with("stress.") {
+            fields.push(("Workers alive", o.workers.to_string()));
+            fields.push(("Worker memory", format!("{} bytes", o.memory_bytes)));
+            fields.push(("OOM kills", o.oom_kills.to_string()));
+        }
+    }
     if !view.message.is_empty() {
         fields.push(("Message", view.message.clone()));
     }

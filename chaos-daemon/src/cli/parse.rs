@@ -18,6 +18,12 @@ pub enum ParseError {
     /// A percentage that is not a finite number.
     #[error("`{0}` is not a number (examples: 30, 30%, 0.01)")]
     Percent(String),
+    /// A size that is not a number with an optional binary or decimal unit.
+    #[error("`{0}` is not a size (examples: 512MiB, 2GiB, 1G, 100M, 4096)")]
+    Size(String),
+    /// A memory amount that is neither a size nor a percentage of the limit.
+    #[error("`{0}` is not a size or a percentage of the target's limit (examples: 512MiB, 50%)")]
+    Memory(String),
     /// A port that is not `P` or `A-B` with decimal numbers.
     #[error("`{0}` is not a port or port range (examples: 443, 8000-8080)")]
     Port(String),
@@ -94,6 +100,60 @@ pub fn parse_percent(input: &str) -> Result<f64, ParseError> {
     }
 }
 
+/// Parses a size in bytes: `4096`, `512MiB`, `512M` (= MiB), `1.5GiB`, `100MB` (decimal).
+pub fn parse_size(input: &str) -> Result<u64, ParseError> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| ParseError::Size(input.to_owned()))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(ParseError::Size(input.to_owned())),
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(ParseError::Size(input.to_owned()));
+    }
+    Ok(bytes as u64)
+}
+
+/// `--memory`: a size, or a percentage of the target's memory limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryAmount {
+    Bytes(u64),
+    PercentOfLimit(f64),
+}
+
+/// Parses `--memory`: `512MiB` or `50%`.
+pub fn parse_memory(input: &str) -> Result<MemoryAmount, ParseError> {
+    if input.trim().ends_with('%') {
+        return parse_percent(input)
+            .map(MemoryAmount::PercentOfLimit)
+            .map_err(|_| ParseError::Memory(input.to_owned()));
+    }
+    parse_size(input)
+        .map(MemoryAmount::Bytes)
+        .map_err(|_| ParseError::Memory(input.to_owned()))
+}
+
+/// Parses `--grow`: a size per second, `64MiB/s` (the `/s` optional).
+pub fn parse_rate(input: &str) -> Result<u64, ParseError> {
+    let text = input.trim();
+    parse_size(text.strip_suffix("/s").unwrap_or(text))
+}
+
 /// Parses `--port`: a port `443` or an inclusive range `8000-8080`. A single port is sent
 /// as `first == last` rather than `last = 0` so the request reads the same in any log.
 /// Values above 65535 or reversed ranges are left for the daemon to reject by field name.
@@ -151,6 +211,20 @@ pub fn parse_start_at(input: &str) -> Result<StartAt, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert_eq!(parse_memory("50%"), Ok(MemoryAmount::PercentOfLimit(50.0)));
+        assert_eq!(parse_memory("1G"), Ok(MemoryAmount::Bytes(1 << 30)));
+        assert_eq!(parse_rate("64MiB/s"), Ok(64 << 20));
+    }
 
     #[test]
     fn percent_forms() {

@@ -7,8 +7,43 @@ use chaos_proto::v1::{
     Protocol,
 };
 
-use super::args::NetworkArgs;
+use super::args::{NetworkArgs, WindowArgs};
 use super::error::CliError;
+
+impl WindowArgs {
+    /// A request with the target and window set, resolving `--start-at +…` against `now`.
+    pub fn to_request(
+        &self,
+        now: SystemTime,
+        spec: inject_request::Spec,
+    ) -> Result<InjectRequest, CliError> {
+        let start_at_unix_ns = match self.start_at {
+            Some(start) => start.resolve(now)?,
+            // 0 asks the daemon to start now, by its clock.
+            None => 0,
+        };
+        Ok(InjectRequest {
+            target: self.target.clone(),
+            start_at_unix_ns,
+            duration: proto_duration("--duration", Some(self.duration))?,
+            spec: Some(spec),
+        })
+    }
+}
+
+/// A flag's duration as the protobuf type (which refuses what it cannot represent).
+pub(super) fn proto_duration(
+    flag: &'static str,
+    value: Option<std::time::Duration>,
+) -> Result<Option<prost_types::Duration>, CliError> {
+    value
+        .map(prost_types::Duration::try_from)
+        .transpose()
+        .map_err(|e| CliError::Argument {
+            flag,
+            reason: e.to_string(),
+        })
+}
 
 impl NetworkArgs {
     /// The `Inject` request these flags describe, resolving `--start-at +…` against `now`.
@@ -16,16 +51,6 @@ impl NetworkArgs {
     /// Only conversions happen here: the daemon owns the semantic checks (loss range,
     /// port range, CIDR syntax, partition needing a peer) and names the field it rejects.
     pub fn to_inject_request(&self, now: SystemTime) -> Result<InjectRequest, CliError> {
-        let start_at_unix_ns = match self.start_at {
-            Some(start) => start.resolve(now)?,
-            // 0 asks the daemon to start now, by its clock.
-            None => 0,
-        };
-        let duration =
-            prost_types::Duration::try_from(self.duration).map_err(|e| CliError::Argument {
-                flag: "--duration",
-                reason: e.to_string(),
-            })?;
         // With neither flag (only possible when a caller builds the struct by hand), the
         // action stays unset and the daemon rejects it by name.
         let action = match (self.loss, self.partition) {
@@ -42,12 +67,8 @@ impl NetworkArgs {
             peers: self.cidrs.clone(),
             action,
         };
-        Ok(InjectRequest {
-            target: self.target.clone(),
-            start_at_unix_ns,
-            duration: Some(duration),
-            spec: Some(inject_request::Spec::Network(network)),
-        })
+        self.window
+            .to_request(now, inject_request::Spec::Network(network))
     }
 }
 
@@ -63,22 +84,24 @@ mod tests {
 
     fn args() -> NetworkArgs {
         NetworkArgs {
-            target: "cgroup:/system.slice/postgresql.service".into(),
-            duration: Duration::from_millis(60_500),
+            window: WindowArgs {
+                target: "cgroup:/system.slice/postgresql.service".into(),
+                duration: Duration::from_millis(60_500),
+                start_at: None,
+            },
             loss: Some(30.0),
             partition: false,
             direction: None,
             protocol: None,
             ports: Vec::new(),
             cidrs: Vec::new(),
-            start_at: None,
         }
     }
 
     fn network(request: &InjectRequest) -> Option<&NetworkFault> {
         match &request.spec {
             Some(inject_request::Spec::Network(network)) => Some(network),
-            None => None,
+            _ => None,
         }
     }
 
@@ -121,9 +144,10 @@ mod tests {
                 last: 8080,
             }],
             cidrs: vec!["10.0.0.0/8".into()],
-            start_at: Some(StartAt::Relative(Duration::from_secs(5))),
             ..args()
         };
+        let mut args = args;
+        args.window.start_at = Some(StartAt::Relative(Duration::from_secs(5)));
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let request = args.to_inject_request(now).ok();
         assert_eq!(

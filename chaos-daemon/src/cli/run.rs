@@ -30,8 +30,13 @@ pub async fn execute(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     match command {
-        Command::Inject(InjectCommand::Network(args)) => {
-            let request = args.to_inject_request(SystemTime::now())?;
+        Command::Inject(inject) => {
+            let now = SystemTime::now();
+            let request = match inject {
+                InjectCommand::Network(args) => args.to_inject_request(now)?,
+                InjectCommand::Process(args) => args.to_inject_request(now)?,
+                InjectCommand::Stress(args) => args.to_inject_request(now)?,
+            };
             let fault = client.inject(request).await?.into_inner();
             output::write_fault(out, format, &fault)
         }

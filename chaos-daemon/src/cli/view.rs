@@ -2,8 +2,8 @@
 //! output wants stable lowercase names instead of proto enum numbers.
 
 use chaos_proto::v1::{
-    fault, network_fault, CapabilitiesResponse, Direction, Fault, FaultState, NetworkFault,
-    Protocol,
+    fault, network_fault, process_fault, stress_fault, CapabilitiesResponse, Direction, Fault,
+    FaultState, NetworkFault, Outcome, ProcessFault, Protocol, StressFault,
 };
 use serde::Serialize;
 
@@ -18,10 +18,19 @@ pub struct FaultView {
     pub cgroup_ids: Vec<u64>,
     /// pending, active, completed, cancelled or failed.
     pub state: &'static str,
-    /// e.g. "network.loss", "network.partition".
+    /// e.g. "network.loss", "process.pause", "stress.cpu".
     pub kind: &'static str,
-    /// What the fault matches and does; `null` when the daemon sent no spec.
+    /// What a network fault matches and does; `null` for other kinds.
     pub spec: Option<NetworkSpecView>,
+    /// What a process fault does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessSpecView>,
+    /// What a stress fault loads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stress: Option<StressSpecView>,
+    /// What a process or stress fault did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeView>,
     /// Requested window start, Unix ns.
     pub start_at_unix_ns: u64,
     /// Requested window end (exclusive), Unix ns.
@@ -52,6 +61,150 @@ pub struct NetworkSpecView {
     /// The loss percentage, for loss faults only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<f64>,
+}
+
+/// A process fault's action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessSpecView {
+    /// The signal sent (kill, restart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Only the main process (kill).
+    pub main_only: bool,
+    /// The main process asked for, by pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_pid: Option<u32>,
+    /// The main process asked for, by command name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_command: Option<String>,
+    /// Kill rounds repeat this often (ms); absent = once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<f64>,
+}
+
+/// A stress fault's load.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StressSpecView {
+    /// CPU workers; 0 = one per CPU allowed to the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpus: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent_of_limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grow_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_oom: bool,
+}
+
+/// What a process or stress fault did (the proto's `Outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutcomeView {
+    pub signalled: u64,
+    pub rounds: u32,
+    pub main_pid: u32,
+    pub new_main_pid: u32,
+    pub restart_after_ns: u64,
+    pub frozen: bool,
+    pub workers: u32,
+    pub memory_bytes: u64,
+    pub oom_kills: u64,
+}
+
+impl From<&Outcome> for OutcomeView {
+    fn from(o: &Outcome) -> Self {
+        Self {
+            signalled: o.signalled,
+            rounds: o.rounds,
+            main_pid: o.main_pid,
+            new_main_pid: o.new_main_pid,
+            restart_after_ns: o.restart_after_ns,
+            frozen: o.frozen,
+            workers: o.workers,
+            memory_bytes: o.memory_bytes,
+            oom_kills: o.oom_kills,
+        }
+    }
+}
+
+fn millis(d: &prost_types::Duration) -> f64 {
+    d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6
+}
+
+impl From<&ProcessFault> for ProcessSpecView {
+    fn from(p: &ProcessFault) -> Self {
+        let signal = |s: &str| {
+            Some(if s.is_empty() {
+                "SIGKILL".to_owned()
+            } else {
+                s.to_owned()
+            })
+        };
+        let mut view = Self {
+            signal: None,
+            main_only: false,
+            main_pid: None,
+            main_command: None,
+            interval_ms: None,
+        };
+        let main = match &p.action {
+            Some(process_fault::Action::Kill(k)) => {
+                view.signal = signal(&k.signal);
+                view.main_only = k.main_only;
+                view.interval_ms = k.interval.as_ref().map(millis).filter(|ms| *ms > 0.0);
+                k.main.as_ref()
+            }
+            Some(process_fault::Action::Restart(r)) => {
+                view.signal = signal(&r.signal);
+                r.main.as_ref()
+            }
+            Some(process_fault::Action::Pause(_)) | None => None,
+        };
+        if let Some(main) = main {
+            view.main_pid = (main.pid != 0).then_some(main.pid);
+            view.main_command = (!main.command.is_empty()).then(|| main.command.clone());
+        }
+        view
+    }
+}
+
+impl From<&StressFault> for StressSpecView {
+    fn from(s: &StressFault) -> Self {
+        let mut view = Self {
+            workers: None,
+            load_percent: None,
+            period_ms: None,
+            cpus: Vec::new(),
+            memory_bytes: None,
+            percent_of_limit: None,
+            grow_bytes_per_second: None,
+            allow_oom: false,
+        };
+        match &s.load {
+            Some(stress_fault::Load::Cpu(c)) => {
+                view.workers = Some(c.workers);
+                view.load_percent = Some(c.load_percent);
+                view.period_ms = c.period.as_ref().map(millis);
+                view.cpus = c.cpus.clone();
+            }
+            Some(stress_fault::Load::Memory(m)) => {
+                view.memory_bytes = (m.bytes != 0).then_some(m.bytes);
+                view.percent_of_limit = (m.percent_of_limit != 0.0).then_some(m.percent_of_limit);
+                view.grow_bytes_per_second =
+                    (m.grow_bytes_per_second != 0).then_some(m.grow_bytes_per_second);
+                view.allow_oom = m.allow_oom;
+            }
+            None => {}
+        }
+        view
+    }
 }
 
 /// An inclusive port range.
@@ -109,18 +262,33 @@ pub struct FaultSupportView {
 
 impl From<&Fault> for FaultView {
     fn from(fault: &Fault) -> Self {
-        let network = fault
-            .spec
-            .as_ref()
-            .map(|fault::Spec::Network(network)| network);
+        let network = match &fault.spec {
+            Some(fault::Spec::Network(network)) => Some(network),
+            _ => None,
+        };
+        let kind = match &fault.spec {
+            Some(fault::Spec::Network(network)) => network_kind(network),
+            Some(fault::Spec::Process(process)) => process_kind(process),
+            Some(fault::Spec::Stress(stress)) => stress_kind(stress),
+            None => "unknown",
+        };
         let counters = fault.counters.unwrap_or_default();
         Self {
             id: fault.id.clone(),
             target: fault.target.clone(),
             cgroup_ids: fault.cgroup_ids.clone(),
             state: state_name(fault.state),
-            kind: network.map_or("unknown", network_kind),
+            kind,
             spec: network.map(NetworkSpecView::from),
+            process: match &fault.spec {
+                Some(fault::Spec::Process(p)) => Some(ProcessSpecView::from(p)),
+                _ => None,
+            },
+            stress: match &fault.spec {
+                Some(fault::Spec::Stress(s)) => Some(StressSpecView::from(s)),
+                _ => None,
+            },
+            outcome: fault.outcome.as_ref().map(OutcomeView::from),
             start_at_unix_ns: fault.start_at_unix_ns,
             end_at_unix_ns: fault.end_at_unix_ns,
             first_affected_unix_ns: fault.first_affected_unix_ns,
@@ -196,6 +364,25 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// The kind of a process fault, named as `capabilities` names it.
+pub fn process_kind(process: &ProcessFault) -> &'static str {
+    match process.action {
+        Some(process_fault::Action::Kill(_)) => "process.kill",
+        Some(process_fault::Action::Pause(_)) => "process.pause",
+        Some(process_fault::Action::Restart(_)) => "process.restart",
+        None => "process",
+    }
+}
+
+/// The kind of a stress fault, named as `capabilities` names it.
+pub fn stress_kind(stress: &StressFault) -> &'static str {
+    match stress.load {
+        Some(stress_fault::Load::Cpu(_)) => "stress.cpu",
+        Some(stress_fault::Load::Memory(_)) => "stress.memory",
+        None => "stress",
+    }
+}
+
 /// The kind of a network fault, named as `capabilities` names it.
 pub fn network_kind(network: &NetworkFault) -> &'static str {
     match network.action {
@@ -259,6 +446,7 @@ pub(crate) mod tests {
                 affected: 2,
             }),
             message: String::new(),
+            outcome: None,
         }
     }
 

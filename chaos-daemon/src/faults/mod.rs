@@ -1,4 +1,8 @@
 //! Fault kinds: each turns its part of an `InjectRequest` into what the kernel applies.
 
+pub mod actor;
 pub mod network;
+pub mod process;
+pub mod signal;
+pub mod stress;
 pub mod window;

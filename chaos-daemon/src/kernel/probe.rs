@@ -10,6 +10,23 @@ pub struct Probe {
     pub features: Vec<Feature>,
     /// Why network faults cannot run here, if they cannot.
     pub network_refusal: Option<String>,
+    /// How process and stress faults act here (cgroup interfaces found at start).
+    pub cgroup_files: CgroupFiles,
+}
+
+/// Which cgroup interfaces process and stress faults can use on this node.
+#[derive(Clone, Debug, Default)]
+pub struct CgroupFiles {
+    /// `cgroup.kill` (Linux 5.14+).
+    pub kill: bool,
+    /// `cgroup.freeze` (Linux 5.2+).
+    pub freeze: bool,
+    /// A v1 freezer hierarchy is mounted.
+    pub v1_freezer: bool,
+    /// The v1 memory controller is mounted (hybrid).
+    pub v1_memory: bool,
+    /// No cgroup v2 hierarchy: nothing to act on.
+    pub missing: bool,
 }
 
 impl Probe {
@@ -41,6 +58,49 @@ impl Probe {
             }
         }
         probe
+    }
+
+    /// Looks for the cgroup v2 core files in a scratch child cgroup (the root has neither
+    /// `cgroup.kill` nor `cgroup.freeze`), and for v1 freezer and memory hierarchies.
+    pub fn probe_cgroup_files(&mut self, hier: Option<&Hierarchy>) {
+        let Some(hier) = hier else {
+            self.cgroup_files.missing = true;
+            return;
+        };
+        let scratch = hier
+            .mount
+            .join(format!("faultline-probe-{}", std::process::id()));
+        let made = std::fs::create_dir(&scratch);
+        let files = &mut self.cgroup_files;
+        files.kill = scratch.join("cgroup.kill").exists();
+        files.freeze = scratch.join("cgroup.freeze").exists();
+        if made.is_ok() {
+            let _ = std::fs::remove_dir(&scratch);
+        }
+        let v1 = crate::cgroupfs::v1::mounts();
+        let has = |name: &str| v1.iter().any(|m| m.controllers.iter().any(|c| c == name));
+        files.v1_freezer = has("freezer");
+        files.v1_memory = has("memory");
+        let (kill, freeze) = (files.kill, files.freeze);
+        self.add(
+            "cgroup_kill",
+            kill,
+            if kill {
+                "cgroup.kill kills a whole cgroup tree in one write (Linux 5.14+)"
+            } else {
+                "no cgroup.kill (Linux 5.14+): processes are signalled one by one, re-reading \
+                 the tree until no new process appears"
+            },
+        );
+        self.add(
+            "cgroup_freeze",
+            freeze,
+            if freeze {
+                "cgroup.freeze freezes a v2 cgroup tree (Linux 5.2+)"
+            } else {
+                "no cgroup.freeze (Linux 5.2+)"
+            },
+        );
     }
 
     pub fn add(&mut self, name: &str, available: bool, detail: impl Into<String>) {
@@ -106,6 +166,64 @@ impl Probe {
                 )
             },
         });
+        faults.extend(self.process_faults());
         faults
+    }
+
+    fn process_faults(&self) -> Vec<FaultSupport> {
+        let files = &self.cgroup_files;
+        let support = |kind: &str, supported: bool, detail: &str| FaultSupport {
+            kind: kind.to_string(),
+            supported,
+            detail: detail.to_string(),
+        };
+        if files.missing {
+            let why = "no cgroup v2 hierarchy to find the target's processes in";
+            return [
+                "process.kill",
+                "process.pause",
+                "process.restart",
+                "stress.cpu",
+                "stress.memory",
+            ]
+            .into_iter()
+            .map(|kind| support(kind, false, why))
+            .collect();
+        }
+        let kill = if files.kill {
+            "SIGKILL of every process by cgroup.kill; other signals and --main-only by kill(2)"
+        } else {
+            "kill(2) of each process, re-reading the tree until no new process appears"
+        };
+        let pause = match (files.freeze, files.v1_freezer) {
+            (true, _) => (true, "cgroup.freeze of the target's v2 cgroup"),
+            (false, true) => (true, "the v1 freezer cgroup of the target's processes"),
+            (false, false) => (
+                false,
+                "needs cgroup.freeze (Linux 5.2+) or a v1 freezer hierarchy",
+            ),
+        };
+        let memory = if files.v1_memory {
+            "a worker in a child cgroup of the target and in the v1 memory cgroup of its \
+             processes (hybrid layout), touching anonymous memory"
+        } else {
+            "a worker in a child cgroup of the target, touching anonymous memory charged to \
+             its v2 memory controller"
+        };
+        vec![
+            support("process.kill", true, kill),
+            support("process.pause", pause.0, pause.1),
+            support(
+                "process.restart",
+                true,
+                "kill(2) of the main process; a new process in the target is watched for",
+            ),
+            support(
+                "stress.cpu",
+                true,
+                "duty-cycled workers in a child cgroup of the target (and its v1 cgroups)",
+            ),
+            support("stress.memory", true, memory),
+        ]
     }
 }

@@ -124,6 +124,23 @@ impl TestCgroup {
     }
 }
 
+/// Enables the v2 `controllers` that the mount root offers for the cgroups under it (so a
+/// test cgroup gets `memory.current`, `memory.max`, `cpu.max`); returns those now enabled.
+/// On a hybrid host the root offers none of them: they are v1 there.
+pub fn enable_v2_controllers(controllers: &[&str]) -> Vec<String> {
+    let root = cgroup2_mount();
+    let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let mut enabled = Vec::new();
+    for c in controllers {
+        if offered.split_whitespace().any(|o| o == *c)
+            && fs::write(root.join("cgroup.subtree_control"), format!("+{c}")).is_ok()
+        {
+            enabled.push(c.to_string());
+        }
+    }
+    enabled
+}
+
 fn read_procs(dir: &Path) -> io::Result<Vec<i32>> {
     Ok(fs::read_to_string(dir.join("cgroup.procs"))?
         .lines()

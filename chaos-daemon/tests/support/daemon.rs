@@ -104,6 +104,19 @@ impl Daemon {
         Some(daemon)
     }
 
+    /// `Get` of fault `id` from inside a blocking poll (e.g. a [`super::wait_until`]
+    /// predicate) on a multi-threaded runtime; `None` if the call fails.
+    pub fn get_blocking(&self, id: &str) -> Option<chaos_proto::v1::Fault> {
+        let (id, socket) = (id.to_string(), self.socket());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                let mut client = connect_unix(&socket).await.ok()?;
+                let request = chaos_proto::v1::GetRequest { id };
+                Some(client.get(request).await.ok()?.into_inner())
+            })
+        })
+    }
+
     /// Path of the daemon's gRPC Unix socket.
     pub fn socket(&self) -> PathBuf {
         self.tmp.path().join("faultline.sock")

@@ -22,12 +22,13 @@ pub mod cgroup;
 pub mod daemon;
 pub mod netns;
 pub mod probe;
+pub mod procs;
 pub mod servers;
 pub mod stream;
 pub mod topology;
 pub mod util;
 
-pub use cgroup::{cgroup2_mount, TestCgroup};
+pub use cgroup::{cgroup2_mount, enable_v2_controllers, TestCgroup};
 pub use daemon::{connect_unix, Daemon};
 pub use netns::{enter_netns, Link, Netns, VethPair};
 pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHandle, ProbeJob};

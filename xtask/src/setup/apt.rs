@@ -9,7 +9,7 @@ use super::report;
 use crate::{cmd, privilege};
 
 /// Each package with what it provides to the project.
-const PACKAGES: [(&str, &str); 6] = [
+const PACKAGES: [(&str, &str); 7] = [
     (
         "protobuf-compiler",
         "protoc, for chaos-proto's build script",
@@ -22,6 +22,10 @@ const PACKAGES: [(&str, &str); 6] = [
     ),
     ("python3-venv", "for the VM test harness"),
     ("postgresql", "a real application for the tests"),
+    (
+        "stress-ng",
+        "the peer that stress faults are benchmarked against",
+    ),
 ];
 
 /// Installs whichever of [`PACKAGES`] are missing (running `apt-get update` first only then).

@@ -1,0 +1,484 @@
+//! The one path every fault takes: validate → resolve → journal → arm → watch → disarm.
+//!
+//! Network faults are enforced by the kernel, which opens and closes their windows itself;
+//! process and stress faults ([`Actor`]s) are carried out by the daemon at the window's edges.
+//! Either way the engine arms, reports, and cleans up after the end (or on cancel, shutdown,
+//! or the next start after a crash).
+mod lifecycle;
+mod netarm;
+mod recover;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
+
+use aya::Ebpf;
+use chaos_proto::v1::{fault, inject_request, Counters, Fault, FaultState, InjectRequest};
+use prost::Message as _;
+use tokio::sync::{broadcast, oneshot, Mutex};
+use tracing::{info, info_span, warn, Instrument as _};
+
+use crate::{
+    clock::{self, KernelClock},
+    error::Error,
+    faults::{
+        actor::Actor,
+        network::{self, NetPlan},
+        process, stress,
+        window::{Limits, Window},
+    },
+    journal::{self, CgroupRef, Journal, Record, Undo},
+    kernel::{links::NetLinks, netmaps::NetMaps, pins::Pins, probe::Probe},
+    targets::{self, Hierarchy},
+};
+
+/// Finished faults kept for `List`/`Get`.
+const HISTORY: usize = 1024;
+
+/// The loaded programs and their maps and links.
+pub struct Kernel {
+    /// Keeps the programs loaded while the engine lives.
+    pub ebpf: Ebpf,
+    pub net: NetMaps,
+    pub links: NetLinks,
+    pub clock: KernelClock,
+}
+
+/// How an armed fault acts.
+enum Action {
+    /// Parameters in a kernel slot; the programs apply them.
+    Network { slot: u32, plan: NetPlan },
+    /// The daemon acts at the edges.
+    Actor(Box<dyn Actor>),
+}
+
+/// A fault in force.
+struct Armed {
+    kind: &'static str,
+    action: Action,
+    cgroups: Vec<CgroupRef>,
+}
+
+impl Armed {
+    fn network(&self) -> Option<(u32, &NetPlan)> {
+        match &self.action {
+            Action::Network { slot, plan } => Some((*slot, plan)),
+            Action::Actor(_) => None,
+        }
+    }
+
+    fn undo(&self) -> Undo {
+        match &self.action {
+            Action::Network { slot, .. } => Undo::NetworkSlot { slot: *slot },
+            Action::Actor(actor) => actor.undo(),
+        }
+    }
+}
+
+struct Entry {
+    fault: Fault,
+    armed: Option<Armed>,
+    /// Dropping it ends the fault's lifecycle task.
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// All faults of this daemon and what it needs to arm them.
+pub struct Engine {
+    hier: Option<Hierarchy>,
+    kernel: Option<Kernel>,
+    pins: Pins,
+    journal: Journal,
+    probe: Probe,
+    limits: Limits,
+    faults: BTreeMap<String, Entry>,
+    finished: VecDeque<String>,
+    free_slots: Vec<u32>,
+    events: broadcast::Sender<Fault>,
+}
+
+/// The engine behind one lock: requests and lifecycle tasks take turns.
+pub type Shared = Arc<Mutex<Engine>>;
+
+impl Engine {
+    pub fn new(
+        hier: Option<Hierarchy>,
+        kernel: Option<Kernel>,
+        pins: Pins,
+        journal: Journal,
+        probe: Probe,
+        limits: Limits,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            hier,
+            kernel,
+            pins,
+            journal,
+            probe,
+            limits,
+            faults: BTreeMap::new(),
+            finished: VecDeque::new(),
+            free_slots: (0..chaos_common::net::MAX_FAULTS).rev().collect(),
+            events,
+        }
+    }
+
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Fault> {
+        self.events.subscribe()
+    }
+
+    /// Validates and arms a fault; on any error nothing stays behind.
+    pub fn inject(&mut self, shared: &Shared, req: InjectRequest) -> Result<Fault, Error> {
+        let window = Window::from_request(&req, &self.limits)?;
+        let spec = req.spec.clone().ok_or_else(|| {
+            Error::invalid("spec", "set a fault kind: network, process or stress")
+        })?;
+        // Everything that can be checked without the target first.
+        enum Planned {
+            Network(NetPlan),
+            Process(process::Plan),
+            Stress(stress::Plan),
+        }
+        let planned = match &spec {
+            inject_request::Spec::Network(n) => Planned::Network(network::plan(n)?),
+            inject_request::Spec::Process(p) => Planned::Process(process::plan(p)?),
+            inject_request::Spec::Stress(s) => Planned::Stress(stress::plan(s)?),
+        };
+        if req.target.trim().is_empty() {
+            return Err(Error::invalid(
+                "target",
+                "is required: cgroup:<path>, pid:<pid> or container:<id>",
+            ));
+        }
+        if let (Planned::Network(plan), Some(reason)) = (&planned, &self.probe.network_refusal) {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: not supported on this node: {reason}",
+                plan.kind
+            )));
+        }
+        let cgroups = self.resolve(req.target.trim())?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let armed = match planned {
+            Planned::Network(plan) => {
+                let slot = self.free_slots.pop().ok_or_else(|| {
+                    Error::ResourceExhausted(format!(
+                        "all {} network fault slots are in use",
+                        chaos_common::net::MAX_FAULTS
+                    ))
+                })?;
+                Armed {
+                    kind: plan.kind,
+                    action: Action::Network { slot, plan },
+                    cgroups,
+                }
+            }
+            Planned::Process(plan) => {
+                if matches!(plan, process::Plan::Pause) {
+                    self.refuse_second_pause(&cgroups)?;
+                }
+                let dirs = cgroups.iter().map(|c| c.path.clone()).collect();
+                Armed {
+                    kind: plan.kind(),
+                    action: Action::Actor(Box::new(process::Run::new(plan, dirs, window)?)),
+                    cgroups,
+                }
+            }
+            Planned::Stress(plan) => {
+                let [cgroup] = cgroups.as_slice() else {
+                    return Err(Error::invalid(
+                        "target",
+                        "a stress fault needs a target naming exactly one cgroup",
+                    ));
+                };
+                let run = stress::Run::new(plan, cgroup.path.clone(), &id, window)?;
+                Armed {
+                    kind: run.kind(),
+                    action: Action::Actor(Box::new(run)),
+                    cgroups,
+                }
+            }
+        };
+        let record = Record {
+            id: id.clone(),
+            request_hex: journal::to_hex(&req.encode_to_vec()),
+            cgroups: armed.cgroups.clone(),
+            start_unix_ns: window.start_unix_ns,
+            end_unix_ns: window.end_unix_ns,
+            undo: armed.undo(),
+        };
+        let mut armed = armed;
+        let result = self
+            .journal
+            .write(&record)
+            .map_err(Error::from)
+            .and_then(|()| self.arm(&mut armed, window));
+        if let Err(err) = result {
+            if let Some((slot, _)) = armed.network() {
+                self.free_slots.push(slot);
+            }
+            if let Err(journal_err) = self.journal.remove(&id) {
+                warn!(fault.id = %id, error = %journal_err, "removing the journal record of a failed fault");
+            }
+            return Err(err);
+        }
+        let fault = Fault {
+            id: id.clone(),
+            target: req.target.clone(),
+            cgroup_ids: armed.cgroups.iter().map(|c| c.id).collect(),
+            spec: Some(fault_spec(spec)),
+            start_at_unix_ns: window.start_unix_ns,
+            end_at_unix_ns: window.end_unix_ns,
+            state: state_at(window, clock::unix_now_ns()) as i32,
+            counters: Some(Counters::default()),
+            ..Fault::default()
+        };
+        info!(fault.id = %id, target = %req.target, kind = armed.kind,
+            start = window.start_unix_ns, end = window.end_unix_ns, "fault armed");
+        self.start_lifecycle(shared, fault, armed);
+        self.get(&id)
+    }
+
+    fn resolve(&self, target: &str) -> Result<Vec<CgroupRef>, Error> {
+        let hier = self
+            .hier
+            .as_ref()
+            .ok_or_else(|| Error::FailedPrecondition("no cgroup v2 hierarchy".into()))?;
+        Ok(targets::resolve(hier, target)?
+            .into_iter()
+            .map(|c| CgroupRef {
+                id: c.id,
+                path: c.path,
+            })
+            .collect())
+    }
+
+    /// Two pauses of one cgroup would thaw it at the first one's end: refused.
+    fn refuse_second_pause(&self, cgroups: &[CgroupRef]) -> Result<(), Error> {
+        for (id, entry) in &self.faults {
+            let Some(armed) = &entry.armed else { continue };
+            if armed.kind != "process.pause" {
+                continue;
+            }
+            if let Some(c) = armed
+                .cgroups
+                .iter()
+                .find(|c| cgroups.iter().any(|o| o.id == c.id))
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is already paused by fault {id}",
+                    c.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a fault in force: network parameters and attachments, or, for an actor whose
+    /// window is already open, its opening action. On failure nothing of it stays.
+    fn arm(&mut self, armed: &mut Armed, window: Window) -> Result<(), Error> {
+        match &mut armed.action {
+            Action::Network { .. } => self.arm_network(armed, window),
+            Action::Actor(actor) => {
+                if window.start_unix_ns <= clock::unix_now_ns() {
+                    actor.open()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers an armed fault and spawns the task that ends it.
+    fn start_lifecycle(&mut self, shared: &Shared, fault: Fault, armed: Armed) {
+        let (stop, stopped) = oneshot::channel();
+        let id = fault.id.clone();
+        let window = Window {
+            start_unix_ns: fault.start_at_unix_ns,
+            end_unix_ns: fault.end_at_unix_ns,
+        };
+        let edges = matches!(armed.action, Action::Actor(_));
+        self.faults.insert(
+            id.clone(),
+            Entry {
+                fault,
+                armed: Some(armed),
+                stop: Some(stop),
+            },
+        );
+        self.emit(&id);
+        let span = info_span!("fault", fault.id = %id);
+        tokio::spawn(
+            lifecycle::run(Arc::downgrade(shared), id, window, edges, stopped).instrument(span),
+        );
+    }
+
+    /// Ends a fault: snapshots its counters, disarms it, closes its journal record.
+    pub fn finish(&mut self, id: &str, state: FaultState, message: &str) {
+        let Some(entry) = self.faults.get_mut(id) else {
+            return;
+        };
+        let Some(mut armed) = entry.armed.take() else {
+            return;
+        };
+        entry.stop = None;
+        let mut fault = std::mem::take(&mut entry.fault);
+        if let Action::Actor(actor) = &mut armed.action {
+            actor.close();
+        }
+        self.refresh(&mut fault, &mut armed);
+        fault.state = state as i32;
+        fault.ended_at_unix_ns = clock::unix_now_ns();
+        fault.message = message.to_string();
+        if let Some(entry) = self.faults.get_mut(id) {
+            entry.fault = fault;
+        }
+        if let Some((slot, plan)) = armed.network() {
+            self.disarm_network(id, &armed.cgroups, slot, plan);
+        }
+        if let Err(err) = self.journal.remove(id) {
+            warn!(fault.id = %id, error = %err, "closing the journal record");
+        }
+        info!(fault.id = %id, state = ?state, "fault ended");
+        self.emit(id);
+        self.finished.push_back(id.to_string());
+        while self.finished.len() > HISTORY {
+            if let Some(old) = self.finished.pop_front() {
+                self.faults.remove(&old);
+            }
+        }
+    }
+
+    /// The window opens: an actor acts (a network fault is already in the kernel).
+    fn opened(&mut self, id: &str) {
+        let Some(entry) = self.faults.get_mut(id) else {
+            return;
+        };
+        let Some(armed) = entry.armed.as_mut() else {
+            return;
+        };
+        if let Action::Actor(actor) = &mut armed.action {
+            if let Err(err) = actor.open() {
+                warn!(fault.id = %id, error = %err, "acting at the window's start");
+                self.finish(
+                    id,
+                    FaultState::Failed,
+                    &format!("at the window's start: {err}"),
+                );
+                return;
+            }
+        }
+        info!(fault.id = %id, "window open");
+        self.emit(id);
+    }
+
+    /// When the fault's actor next wants a tick.
+    fn next_tick(&self, id: &str) -> Option<u64> {
+        match &self.faults.get(id)?.armed.as_ref()?.action {
+            Action::Actor(actor) => actor.next_tick(),
+            Action::Network { .. } => None,
+        }
+    }
+
+    /// A kill round, or a look for a restarted process.
+    fn tick(&mut self, id: &str) {
+        let Some(Action::Actor(actor)) = self
+            .faults
+            .get_mut(id)
+            .and_then(|e| e.armed.as_mut())
+            .map(|a| &mut a.action)
+        else {
+            return;
+        };
+        let before = actor.next_tick();
+        if let Err(err) = actor.tick() {
+            warn!(fault.id = %id, error = %err, "tick");
+            self.finish(id, FaultState::Failed, &err.to_string());
+            return;
+        }
+        if before.is_some() && actor.next_tick().is_none() {
+            self.emit(id);
+        }
+    }
+
+    /// Ends a fault now.
+    pub fn cancel(&mut self, id: &str) -> Result<Fault, Error> {
+        if !self.faults.contains_key(id) {
+            return Err(Error::NotFound(format!("fault {id} does not exist")));
+        }
+        self.finish(id, FaultState::Cancelled, "cancelled");
+        self.get(id)
+    }
+
+    /// One fault, counters refreshed.
+    pub fn get(&mut self, id: &str) -> Result<Fault, Error> {
+        let entry = self
+            .faults
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("fault {id} does not exist")))?;
+        let Some(mut armed) = entry.armed.take() else {
+            return Ok(entry.fault.clone());
+        };
+        let mut fault = std::mem::take(&mut entry.fault);
+        self.refresh(&mut fault, &mut armed);
+        let entry = self
+            .faults
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("fault {id} does not exist")))?;
+        entry.fault = fault;
+        entry.armed = Some(armed);
+        Ok(entry.fault.clone())
+    }
+
+    /// Every fault, counters refreshed.
+    pub fn list(&mut self) -> Vec<Fault> {
+        let ids: Vec<String> = self.faults.keys().cloned().collect();
+        ids.iter().filter_map(|id| self.get(id).ok()).collect()
+    }
+
+    fn emit(&mut self, id: &str) {
+        if let Ok(fault) = self.get(id) {
+            // No subscriber is fine.
+            let _ = self.events.send(fault);
+        }
+    }
+
+    /// Copies counters, outcome and state into the API view.
+    fn refresh(&mut self, fault: &mut Fault, armed: &mut Armed) {
+        match &mut armed.action {
+            Action::Network { slot, .. } => {
+                if let Some(kernel) = self.kernel.as_ref() {
+                    netarm::refresh(fault, *slot, kernel);
+                }
+            }
+            Action::Actor(actor) => actor.report(fault),
+        }
+        let window = Window {
+            start_unix_ns: fault.start_at_unix_ns,
+            end_unix_ns: fault.end_at_unix_ns,
+        };
+        fault.state = state_at(window, clock::unix_now_ns()) as i32;
+    }
+}
+
+/// The API view of a request's spec.
+fn fault_spec(spec: inject_request::Spec) -> fault::Spec {
+    match spec {
+        inject_request::Spec::Network(n) => fault::Spec::Network(n),
+        inject_request::Spec::Process(p) => fault::Spec::Process(p),
+        inject_request::Spec::Stress(s) => fault::Spec::Stress(s),
+    }
+}
+
+fn state_at(window: Window, now: u64) -> FaultState {
+    if now < window.start_unix_ns {
+        FaultState::Pending
+    } else if now < window.end_unix_ns {
+        FaultState::Active
+    } else {
+        FaultState::Completed
+    }
+}

@@ -1,0 +1,347 @@
+//! Process faults against real process trees in real cgroups: kill reaches every process
+//! (including ones forked meanwhile) and nothing outside; pause freezes and thaws at the end,
+//! also after the daemon was killed; restart sees the supervisor's new process.
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chaos_proto::v1::{
+    inject_request::Spec, process_fault::Action, FaultState, GetRequest, InjectRequest, Kill,
+    MainProcess, Pause, ProcessFault, Restart,
+};
+use support::procs::{alive, spawn_in, Supervisor};
+use support::{require_root, wait_until, Daemon, TestCgroup};
+use tonic::Code;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn request(target: &str, action: Action, duration: Duration) -> InjectRequest {
+    InjectRequest {
+        target: target.to_string(),
+        start_at_unix_ns: 0,
+        duration: Some(duration.try_into().expect("duration")),
+        spec: Some(Spec::Process(ProcessFault {
+            action: Some(action),
+        })),
+    }
+}
+
+fn frozen(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|e| e.lines().any(|l| l == "frozen 1"))
+        .unwrap_or(false)
+}
+
+/// The number a counting loop last wrote.
+fn counter(file: &Path) -> Option<u64> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_reaches_a_forking_tree_and_nothing_outside() {
+    // SIGKILL goes through cgroup.kill; SIGTERM through the re-reading walk of the tree.
+    kill_tree_with("").await;
+    kill_tree_with("SIGTERM").await;
+}
+
+async fn kill_tree_with(signal: &str) {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let nested = TestCgroup::child_of(&target);
+    let outside = TestCgroup::new();
+    let daemon = Daemon::start(&[]).await;
+    // A steady tree, a process in a child cgroup, and a loop that forks all the time.
+    let steady = spawn_in(
+        &[target.path()],
+        "sleep 1000 & sleep 1000 & exec sleep 1000",
+    );
+    let deep = spawn_in(&[nested.path()], "exec sleep 1000");
+    let forker = spawn_in(&[target.path()], "while :; do sleep 1000 & done");
+    let bystander = spawn_in(&[outside.path()], "exec sleep 1000");
+    assert!(wait_until(DEADLINE, || target.procs().len() >= 10));
+
+    let fault = daemon
+        .client()
+        .await
+        .inject(request(
+            &target.target(),
+            Action::Kill(Kill {
+                signal: signal.into(),
+                ..Kill::default()
+            }),
+            Duration::from_secs(2),
+        ))
+        .await
+        .expect("inject kill")
+        .into_inner();
+    assert!(
+        wait_until(DEADLINE, || target.procs().is_empty()
+            && nested.procs().is_empty()),
+        "{signal}: processes left in the target: {:?} {:?}",
+        target.procs(),
+        nested.procs()
+    );
+    for pid in [steady.id(), deep.id(), forker.id()] {
+        assert!(wait_until(DEADLINE, || !alive(pid)), "{pid} survived");
+    }
+    assert!(
+        alive(bystander.id()),
+        "a process outside the target was killed"
+    );
+    let outcome = fault.outcome.expect("outcome");
+    assert_eq!(outcome.rounds, 1);
+    assert!(outcome.signalled >= 5, "signalled {}", outcome.signalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_main_only_with_a_signal_spares_the_others() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let daemon = Daemon::start(&[]).await;
+    let main = spawn_in(&[target.path()], "exec sleep 1000");
+    assert!(wait_until(DEADLINE, || target.procs().len() == 1));
+    let helper = spawn_in(&[target.path()], "exec sleep 1001");
+    assert!(wait_until(DEADLINE, || target.procs().len() == 2));
+    let kill = Kill {
+        signal: "TERM".into(),
+        main_only: true,
+        main: Some(MainProcess {
+            pid: 0,
+            command: "sleep".into(),
+        }),
+        interval: None,
+    };
+    let fault = daemon
+        .client()
+        .await
+        .inject(request(
+            &target.target(),
+            Action::Kill(kill),
+            Duration::from_secs(2),
+        ))
+        .await
+        .expect("inject")
+        .into_inner();
+    assert!(
+        wait_until(DEADLINE, || !alive(main.id())),
+        "main survived SIGTERM"
+    );
+    assert!(
+        alive(helper.id()),
+        "a process other than the main one was signalled"
+    );
+    let outcome = fault.outcome.expect("outcome");
+    assert_eq!((outcome.main_pid, outcome.signalled), (main.id(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_freezes_then_thaws_at_the_end() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("count");
+    let daemon = Daemon::start(&[]).await;
+    let _counting = spawn_in(
+        &[target.path()],
+        &format!(
+            "i=0; while :; do i=$((i+1)); echo $i > {}; done",
+            file.display()
+        ),
+    );
+    assert!(wait_until(DEADLINE, || counter(&file).is_some_and(|c| c > 10)));
+    let mut client = daemon.client().await;
+    let fault = client
+        .inject(request(
+            &target.target(),
+            Action::Pause(Pause {}),
+            Duration::from_millis(1500),
+        ))
+        .await
+        .expect("inject pause")
+        .into_inner();
+    assert!(
+        wait_until(DEADLINE, || frozen(target.path())),
+        "never frozen"
+    );
+    let at_freeze = counter(&file);
+    // While frozen the counter must not move (a poll that expects to see no change).
+    let moved = wait_until(Duration::from_millis(300), || counter(&file) != at_freeze);
+    assert!(!moved, "the counter advanced while frozen");
+    let state = client
+        .get(GetRequest {
+            id: fault.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(state.outcome.is_some_and(|o| o.frozen), "{state:?}");
+    // The end thaws it, and the loop goes on.
+    assert!(
+        wait_until(DEADLINE, || !frozen(target.path())),
+        "never thawed"
+    );
+    assert!(wait_until(DEADLINE, || counter(&file) > at_freeze));
+    let mut ended = None;
+    assert!(wait_until(DEADLINE, || {
+        ended = daemon.get_blocking(&fault.id);
+        ended
+            .as_ref()
+            .is_some_and(|f| f.state == FaultState::Completed as i32)
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_outlives_a_killed_daemon_only_until_it_restarts() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let _sleeper = spawn_in(&[target.path()], "exec sleep 1000");
+    assert!(wait_until(DEADLINE, || target.procs().len() == 1));
+    let mut daemon = Daemon::start(&[]).await;
+    let fault = daemon
+        .client()
+        .await
+        .inject(request(
+            &target.target(),
+            Action::Pause(Pause {}),
+            Duration::from_millis(500),
+        ))
+        .await
+        .expect("inject pause")
+        .into_inner();
+    assert!(wait_until(DEADLINE, || frozen(target.path())));
+    daemon.kill9();
+    // Past the end, nobody has thawed it: that is the restarted daemon's job.
+    assert!(wait_until(DEADLINE, || chaos_daemon::clock::unix_now_ns()
+        > fault.end_at_unix_ns));
+    assert!(frozen(target.path()), "thawed without a daemon");
+    daemon.restart().await;
+    assert!(
+        wait_until(DEADLINE, || !frozen(target.path())),
+        "the restarted daemon did not thaw\n{}",
+        daemon.logs()
+    );
+    let after = daemon
+        .client()
+        .await
+        .get(GetRequest { id: fault.id })
+        .await
+        .expect("the restarted daemon knows the fault")
+        .into_inner();
+    assert_eq!(after.state, FaultState::Completed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reports_the_supervisors_new_process() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let supervisor = Supervisor::start(&[target.path()]);
+    let first = supervisor.pid();
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let fault = client
+        .inject(request(
+            &target.target(),
+            Action::Restart(Restart::default()),
+            Duration::from_secs(5),
+        ))
+        .await
+        .expect("inject restart")
+        .into_inner();
+    assert_eq!(fault.outcome.map(|o| o.main_pid), Some(first));
+    let mut seen = None;
+    assert!(wait_until(DEADLINE, || {
+        seen = daemon.get_blocking(&fault.id).and_then(|f| f.outcome);
+        seen.as_ref().is_some_and(|o| o.new_main_pid != 0)
+    }));
+    let outcome = seen.expect("outcome");
+    assert_ne!(outcome.new_main_pid, first);
+    assert_eq!(outcome.new_main_pid, supervisor.pid());
+    assert!(outcome.restart_after_ns > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_process_input_names_the_field() {
+    if !require_root() {
+        return;
+    }
+    let target = TestCgroup::new();
+    let empty = TestCgroup::new();
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let kill = |signal: &str| {
+        Action::Kill(Kill {
+            signal: signal.into(),
+            ..Kill::default()
+        })
+    };
+    let cases = [
+        (
+            request(&target.target(), kill("SIGNOPE"), Duration::from_secs(1)),
+            Code::InvalidArgument,
+            "process.kill.signal",
+        ),
+        (
+            request(
+                &target.target(),
+                Action::Kill(Kill {
+                    interval: Some(prost_types::Duration {
+                        seconds: 0,
+                        nanos: 1000,
+                    }),
+                    ..Kill::default()
+                }),
+                Duration::from_secs(1),
+            ),
+            Code::InvalidArgument,
+            "process.kill.interval",
+        ),
+        (
+            InjectRequest {
+                spec: Some(Spec::Process(ProcessFault { action: None })),
+                ..request(&target.target(), kill(""), Duration::from_secs(1))
+            },
+            Code::InvalidArgument,
+            "process.action",
+        ),
+        (
+            request("cgroup:/no-such-cgroup", kill(""), Duration::from_secs(1)),
+            Code::NotFound,
+            "no-such-cgroup",
+        ),
+        (
+            request(
+                &empty.target(),
+                Action::Restart(Restart::default()),
+                Duration::from_secs(1),
+            ),
+            Code::FailedPrecondition,
+            "has no process",
+        ),
+    ];
+    for (req, code, needle) in cases {
+        let status = client.inject(req).await.expect_err("refused");
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(status.message().contains(needle), "{}", status.message());
+    }
+    let faults = client
+        .list(chaos_proto::v1::ListRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .faults;
+    assert!(
+        faults.is_empty(),
+        "a refused request left a fault: {faults:?}"
+    );
+}
