@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaos_proto::v1::{
-    inject_request::Spec, process_fault::Action, FaultState, GetRequest, InjectRequest, Kill,
-    MainProcess, Pause, ProcessFault, Restart,
+    inject_request::Spec, process_fault::Action, Fault, FaultState, GetRequest, InjectRequest,
+    Kill, MainProcess, Pause, ProcessFault, Restart,
 };
-use support::procs::{alive, spawn_in, Supervisor};
+use support::procs::{alive, spawn_in, Spawned, Supervisor};
 use support::{require_root, wait_until, Daemon, TestCgroup};
 use tonic::Code;
 
@@ -197,32 +197,84 @@ async fn pause_freezes_then_thaws_at_the_end() {
     }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_outlives_a_killed_daemon_only_until_it_restarts() {
-    if !require_root() {
-        return;
-    }
+/// Pauses a one-process cgroup for `window` with a daemon that is then killed (-9).
+async fn pause_then_kill_the_daemon(window: Duration) -> (TestCgroup, Spawned, Daemon, Fault) {
     let target = TestCgroup::new();
-    let _sleeper = spawn_in(&[target.path()], "exec sleep 1000");
+    let sleeper = spawn_in(&[target.path()], "exec sleep 1000");
     assert!(wait_until(DEADLINE, || target.procs().len() == 1));
     let mut daemon = Daemon::start(&[]).await;
     let fault = daemon
         .client()
         .await
-        .inject(request(
-            &target.target(),
-            Action::Pause(Pause {}),
-            Duration::from_millis(500),
-        ))
+        .inject(request(&target.target(), Action::Pause(Pause {}), window))
         .await
         .expect("inject pause")
         .into_inner();
     assert!(wait_until(DEADLINE, || frozen(target.path())));
     daemon.kill9();
-    // Past the end, nobody has thawed it: that is the restarted daemon's job.
+    assert!(frozen(target.path()), "a killed daemon's pause ended early");
+    (target, sleeper, daemon, fault)
+}
+
+/// Pids of the thaw guards for the cgroup `dir` (their spec names its freezer).
+fn guards_of(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("__worker") && cmd.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_ends_on_time_after_the_daemon_is_killed() {
+    if !require_root() {
+        return;
+    }
+    let (target, _sleeper, mut daemon, fault) =
+        pause_then_kill_the_daemon(Duration::from_millis(800)).await;
+    assert_eq!(guards_of(target.path()).len(), 1, "no thaw guard");
+    assert!(
+        wait_until(DEADLINE, || !frozen(target.path())),
+        "nothing thawed the pause of a killed daemon"
+    );
+    assert!(
+        chaos_daemon::clock::unix_now_ns() >= fault.end_at_unix_ns,
+        "thawed before the end"
+    );
+    assert!(wait_until(DEADLINE, || guards_of(target.path()).is_empty()));
+    daemon.restart().await;
+    let after = daemon
+        .get_blocking(&fault.id)
+        .expect("the restarted daemon knows the fault");
+    assert_eq!(after.state, FaultState::Completed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_thaws_a_pause_whose_guard_died_too() {
+    if !require_root() {
+        return;
+    }
+    let (target, _sleeper, mut daemon, fault) =
+        pause_then_kill_the_daemon(Duration::from_millis(500)).await;
+    // As when a whole container is killed: the guard goes with the daemon.
+    for pid in guards_of(target.path()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(wait_until(DEADLINE, || guards_of(target.path()).is_empty()));
     assert!(wait_until(DEADLINE, || chaos_daemon::clock::unix_now_ns()
         > fault.end_at_unix_ns));
-    assert!(frozen(target.path()), "thawed without a daemon");
+    assert!(frozen(target.path()), "thawed without a daemon or a guard");
     daemon.restart().await;
     assert!(
         wait_until(DEADLINE, || !frozen(target.path())),
@@ -230,12 +282,8 @@ async fn a_pause_outlives_a_killed_daemon_only_until_it_restarts() {
         daemon.logs()
     );
     let after = daemon
-        .client()
-        .await
-        .get(GetRequest { id: fault.id })
-        .await
-        .expect("the restarted daemon knows the fault")
-        .into_inner();
+        .get_blocking(&fault.id)
+        .expect("the restarted daemon knows the fault");
     assert_eq!(after.state, FaultState::Completed as i32);
 }
 

@@ -20,6 +20,7 @@ use crate::{
     clock,
     error::Error,
     journal::Undo,
+    workers,
 };
 
 /// Shortest repeat period accepted for kill rounds.
@@ -126,6 +127,8 @@ pub struct Run {
     /// When the freeze and the thaw were written (Unix ns), reported as first and last affected.
     froze_at: u64,
     thawed_at: u64,
+    /// Thaws at the end even if this daemon is killed before.
+    guard: Option<workers::Guard>,
 }
 
 impl Run {
@@ -162,6 +165,7 @@ impl Run {
             frozen: false,
             froze_at: 0,
             thawed_at: 0,
+            guard: None,
         }
     }
 
@@ -246,6 +250,24 @@ impl Actor for Run {
                     }
                 }
                 self.froze_at = requested;
+                let guard = workers::Guard::start(&workers::Spec {
+                    parent: std::process::id(),
+                    until_unix_ns: self.window.end_unix_ns,
+                    join: Vec::new(),
+                    cpu: None,
+                    load: workers::Load::Thaw {
+                        freezers: self.freezers.clone(),
+                    },
+                });
+                match guard {
+                    Ok(guard) => self.guard = Some(guard),
+                    Err(err) => {
+                        for freezer in &self.freezers {
+                            let _ = freezer.thaw();
+                        }
+                        return Err(err.into());
+                    }
+                }
                 // Counted after the freeze, which is the edge that must be on time.
                 self.counters.seen = self.pids()?.len() as u64;
                 self.counters.matched = self.counters.seen;
@@ -327,6 +349,8 @@ impl Actor for Run {
             }
         }
         self.freezers.clear();
+        // After the thaw: killed before it, the guard could leave nothing to thaw the cgroup.
+        self.guard = None;
     }
 
     fn report(&mut self, fault: &mut Fault) {

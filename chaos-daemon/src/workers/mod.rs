@@ -1,13 +1,14 @@
-//! Stress workers: processes the daemon starts inside a target's cgroup to load its CPU or
-//! memory, supervises, and stops. They also stop on their own at the window's end and when
-//! the daemon dies, so none outlives its fault.
+//! Worker processes the daemon starts from its own binary: stress workers inside a target's
+//! cgroup, which load its CPU or memory and stop at the window's end, on cancel and when the
+//! daemon dies; and a pause's thaw guard, which outlives the daemon so a pause still ends on
+//! time.
 
 pub mod pool;
 pub mod run;
 mod spawner;
 pub mod spec;
 
-pub use pool::Pool;
+pub use pool::{Guard, Pool};
 pub use spec::{Load, Spec};
 
 /// Starting, watching or stopping workers failed.

@@ -89,40 +89,9 @@ impl Pool {
                 .into_iter()
                 .map(|dir| dir.join("cgroup.procs")),
         );
-        let exe = std::env::current_exe().map_err(|source| Error::Spawn {
-            exe: "/proc/self/exe".into(),
-            source,
-        })?;
-        info!(cgroups = ?join, "stress workers join");
         for mut spec in specs {
             spec.join = join.clone();
-            spec.parent = std::process::id();
-            let json = serde_json::to_string(&spec).map_err(|err| Error::Spawn {
-                exe: exe.display().to_string(),
-                source: std::io::Error::other(err),
-            })?;
-            let mut command = Command::new(&exe);
-            command
-                .arg(WORKER_ARG)
-                .arg(json)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                command.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let mut child = spawner::spawn(command).map_err(|source| Error::Spawn {
-                exe: exe.display().to_string(),
-                source,
-            })?;
-            let pid = child.id();
-            let ready = wait_ready(&mut child);
+            let (pid, child, ready) = start_one(&spec, Attach::DiesWithDaemon)?;
             self.workers.push(Worker {
                 pid,
                 child,
@@ -180,6 +149,83 @@ impl Drop for Pool {
         if self.workers.iter().any(|w| w.exit.is_none()) || self.cgroup.exists() {
             self.stop();
         }
+    }
+}
+
+/// How a worker relates to the daemon's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// Killed by the kernel when the daemon dies (`PR_SET_PDEATHSIG`).
+    DiesWithDaemon,
+    /// In a session of its own, outliving the daemon (a pause's thaw guard).
+    Outlives,
+}
+
+/// Starts one worker from the spawner thread and waits for its readiness line; the child
+/// is returned even when it is not ready, so the caller can reap it.
+fn start_one(spec: &Spec, attach: Attach) -> Result<(u32, Child, Result<(), String>), Error> {
+    let exe = std::env::current_exe().map_err(|source| Error::Spawn {
+        exe: "/proc/self/exe".into(),
+        source,
+    })?;
+    let mut spec = spec.clone();
+    spec.parent = std::process::id();
+    let json = serde_json::to_string(&spec).map_err(|err| Error::Spawn {
+        exe: exe.display().to_string(),
+        source: std::io::Error::other(err),
+    })?;
+    let mut command = Command::new(&exe);
+    command
+        .arg(WORKER_ARG)
+        .arg(json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: prctl and setsid are async-signal-safe and touch no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            let rc = match attach {
+                Attach::DiesWithDaemon => libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL),
+                // Out of the daemon's process group: a signal to the group spares it.
+                Attach::Outlives => libc::setsid(),
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = spawner::spawn(command).map_err(|source| Error::Spawn {
+        exe: exe.display().to_string(),
+        source,
+    })?;
+    let ready = wait_ready(&mut child);
+    Ok((child.id(), child, ready))
+}
+
+/// A pause's thaw guard: a process that thaws the target at the window's end even if the
+/// daemon was killed meanwhile. The daemon stops it when it thaws first (end, cancel,
+/// shutdown).
+pub struct Guard {
+    child: Child,
+}
+
+impl Guard {
+    pub fn start(spec: &Spec) -> Result<Self, Error> {
+        let (pid, mut child, ready) = start_one(spec, Attach::Outlives)?;
+        if let Err(reason) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::NotReady { pid, reason });
+        }
+        Ok(Self { child })
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

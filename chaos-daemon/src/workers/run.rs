@@ -14,7 +14,7 @@ const PARENT_CHECK: Duration = Duration::from_millis(50);
 const PAGE: usize = 4096;
 
 /// Runs the worker and returns its exit code when `args` ask for one (`chaos-daemon
-/// __stress-worker <json>`); `None` for the daemon's own command lines.
+/// __worker <json>`); `None` for the daemon's own command lines.
 pub fn main_if_worker(args: &[String]) -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(WORKER_ARG) {
         return None;
@@ -64,14 +64,29 @@ fn run(spec: &Spec) -> i32 {
         let left = spec.until_unix_ns.saturating_sub(unix_now());
         std::thread::sleep(PARENT_CHECK.min(Duration::from_nanos(left)));
     };
-    match spec.load {
-        Load::Cpu { busy_ns, period_ns } => burn(busy_ns, period_ns, &alive),
+    match &spec.load {
+        Load::Cpu { busy_ns, period_ns } => burn(*busy_ns, *period_ns, &alive),
         Load::Memory {
             bytes,
             grow_bytes_per_second,
-        } => return hold(bytes, grow_bytes_per_second, &alive, &nap),
+        } => return hold(*bytes, *grow_bytes_per_second, &alive, &nap),
+        Load::Thaw { freezers } => return thaw_at(spec.until_unix_ns, freezers),
     }
     0
+}
+
+/// Sleeps until the deadline whatever happens to the daemon, then thaws.
+fn thaw_at(until_unix_ns: u64, freezers: &[crate::cgroupfs::freeze::Freezer]) -> i32 {
+    crate::clock::at_unix(until_unix_ns, || {
+        let mut code = 0;
+        for freezer in freezers {
+            if let Err(err) = freezer.thaw() {
+                eprintln!("thaw guard: {err}");
+                code = 1;
+            }
+        }
+        code
+    })
 }
 
 fn unix_now() -> u64 {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The first argument that turns the daemon binary into a worker.
-pub const WORKER_ARG: &str = "__stress-worker";
+pub const WORKER_ARG: &str = "__worker";
 
 /// One worker's instructions.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -30,5 +30,10 @@ pub enum Load {
     Memory {
         bytes: u64,
         grow_bytes_per_second: u64,
+    },
+    /// Thaw these cgroups at the deadline: a pause's guard, which outlives a killed daemon
+    /// so that the pause still ends on time.
+    Thaw {
+        freezers: Vec<crate::cgroupfs::freeze::Freezer>,
     },
 }
