@@ -25,6 +25,9 @@ use crate::{
 
 /// Shortest repeat period accepted for kill rounds.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The thaw guard acts this long after the end: a live daemon has thawed by then and stops
+/// it, so the two never contend for the edge; a dead daemon's pause ends this late.
+const GUARD_DELAY: Duration = Duration::from_millis(1);
 /// How often a restart is looked for.
 const RESTART_POLL: Duration = Duration::from_millis(1);
 
@@ -252,7 +255,7 @@ impl Actor for Run {
                 self.froze_at = requested;
                 let guard = workers::Guard::start(&workers::Spec {
                     parent: std::process::id(),
-                    until_unix_ns: self.window.end_unix_ns,
+                    until_unix_ns: self.window.end_unix_ns + GUARD_DELAY.as_nanos() as u64,
                     join: Vec::new(),
                     cpu: None,
                     load: workers::Load::Thaw {
