@@ -64,6 +64,9 @@ pub enum Undo {
     },
     /// The cgroup of a stress fault's workers: everything in it is killed, then it is removed.
     Workers { cgroup: PathBuf },
+    /// A disk fill: the file, as a path in the target's mount namespace (reached again
+    /// through a process of the target's cgroups).
+    FillFile { file: PathBuf },
     /// Signals only: nothing to undo.
     Nothing,
 }

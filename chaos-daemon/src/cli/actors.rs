@@ -1,16 +1,16 @@
-//! Flags of `inject process` and `inject stress`, and the requests they make.
+//! Flags of `inject process`, `inject stress` and `inject storage`, and the requests they make.
 use std::time::{Duration, SystemTime};
 
 use chaos_proto::v1::{
-    inject_request, process_fault, stress_fault, CpuStress, InjectRequest, Kill, MainProcess,
-    MemoryStress, Pause, ProcessFault, Restart, StressFault,
+    inject_request, process_fault, storage_fault, stress_fault, CpuStress, DiskFill, InjectRequest,
+    Kill, MainProcess, MemoryStress, Pause, ProcessFault, Restart, StorageFault, StressFault,
 };
 use clap::{ArgGroup, Args};
 
 use super::{
     args::WindowArgs,
     error::CliError,
-    parse::{parse_duration, parse_memory, parse_percent, parse_rate, MemoryAmount},
+    parse::{parse_duration, parse_percent, parse_rate, parse_size_or_percent, SizeOrPercent},
     request::proto_duration,
 };
 
@@ -45,6 +45,58 @@ EXAMPLES:
 
 When the target's memory limit is reached, the kernel's OOM killer picks a process of the
 target's cgroup: the worker or one of the target's own. `get` reports OOM kills.";
+
+pub const STORAGE_AFTER_HELP: &str = "\
+EXAMPLES:
+  # Fill PostgreSQL's data file system to 95 % for 5 minutes
+  chaosctl inject storage --target cgroup:/system.slice/postgresql.service \\
+      --path /var/lib/postgresql --fill 95% --duration 5m
+
+  # Add 2 GiB to the file system a container sees at /data (its volume, not the node's /data)
+  chaosctl inject storage --target container:3f2a9c1b7d04 --path /data --fill 2GiB --duration 1m
+
+The file (.faultline-fill-<id> in --path, or in its directory) is removed at the end, on
+cancel, and by a restarted daemon.";
+
+/// Flags of `inject storage`.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Who, when and how long.
+    #[command(flatten)]
+    pub window: WindowArgs,
+
+    /// A path as the target sees it (resolved in its mount namespace).
+    ///
+    /// Example: --path /var/lib/postgresql/data
+    #[arg(long, value_name = "PATH")]
+    pub path: String,
+
+    /// Fill the file system holding --path: up to a percentage used, or by a size.
+    ///
+    /// Examples: --fill 95%, --fill 2GiB
+    #[arg(long, value_name = "PERCENT|SIZE", value_parser = parse_size_or_percent)]
+    pub fill: SizeOrPercent,
+}
+
+impl StorageArgs {
+    /// The `Inject` request these flags describe.
+    pub fn to_inject_request(&self, now: SystemTime) -> Result<InjectRequest, CliError> {
+        let (percent, bytes) = match self.fill {
+            SizeOrPercent::Percent(p) => (p, 0),
+            SizeOrPercent::Bytes(b) => (0.0, b),
+        };
+        self.window.to_request(
+            now,
+            inject_request::Spec::Storage(StorageFault {
+                action: Some(storage_fault::Action::DiskFill(DiskFill {
+                    path: self.path.clone(),
+                    percent,
+                    bytes,
+                })),
+            }),
+        )
+    }
+}
 
 /// Flags of `inject process`.
 #[derive(Debug, Clone, Args)]
@@ -159,8 +211,8 @@ pub struct StressArgs {
     /// Memory to allocate and touch: a size, or a percentage of the target's memory limit.
     ///
     /// Examples: --memory 512MiB, --memory 2G, --memory 90%
-    #[arg(long, value_name = "SIZE|PERCENT", value_parser = parse_memory)]
-    pub memory: Option<MemoryAmount>,
+    #[arg(long, value_name = "SIZE|PERCENT", value_parser = parse_size_or_percent)]
+    pub memory: Option<SizeOrPercent>,
 
     /// Grow to --memory at this rate instead of at once.
     ///
@@ -189,8 +241,8 @@ impl StressArgs {
             }
             (None, Some(amount)) => {
                 let (bytes, percent_of_limit) = match amount {
-                    MemoryAmount::Bytes(b) => (b, 0.0),
-                    MemoryAmount::PercentOfLimit(p) => (0, p),
+                    SizeOrPercent::Bytes(b) => (b, 0.0),
+                    SizeOrPercent::Percent(p) => (0, p),
                 };
                 stress_fault::Load::Memory(MemoryStress {
                     bytes,

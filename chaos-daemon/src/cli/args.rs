@@ -47,7 +47,8 @@ EXAMPLES:
   chaosctl inject network --target pid:4242 --duration 5m \\
       --partition --cidr 10.0.0.0/8 --direction egress
   chaosctl inject process --target container:3f2a9c1b7d04 --pause --duration 30s
-  chaosctl inject stress --target cgroup:/system.slice/postgresql.service --cpu 2 --load 80 --duration 1m";
+  chaosctl inject stress --target cgroup:/system.slice/postgresql.service --cpu 2 --load 80 --duration 1m
+  chaosctl inject storage --target container:3f2a9c1b7d04 --path /data --fill 95% --duration 5m";
 
 const NETWORK_AFTER_HELP: &str = "\
 EXAMPLES:
@@ -234,6 +235,12 @@ pub enum InjectCommand {
     /// daemon dies.
     #[command(after_help = super::actors::STRESS_AFTER_HELP)]
     Stress(super::actors::StressArgs),
+    /// Fill the file system a target sees at a path, for the window.
+    ///
+    /// The path is resolved in the target's mount namespace, so a container's path means
+    /// the container's file system.
+    #[command(after_help = super::actors::STORAGE_AFTER_HELP)]
+    Storage(super::actors::StorageArgs),
 }
 
 /// A fault id argument.

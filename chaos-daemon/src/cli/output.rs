@@ -139,6 +139,15 @@ pub fn write_fault_detail(
         ("Matched", view.counters.matched.to_string()),
         ("Affected", view.counters.affected.to_string()),
     ]);
+    if let Some(s) = &view.storage {
+        fields.push(("Path", s.path.clone()));
+        if let Some(percent) = s.fill_percent {
+            fields.push(("Fill to", format!("{percent}% used")));
+        }
+        if let Some(bytes) = s.fill_bytes {
+            fields.push(("Fill", format!("{bytes} bytes")));
+        }
+    }
     if let Some(o) = &view.outcome {
         if o.rounds > 0 {
             fields.push((
@@ -158,6 +167,13 @@ pub fn write_fault_detail(
         }
         if view.kind == "process.pause" {
             fields.push(("Frozen", o.frozen.to_string()));
+        }
+        if view.kind == "storage.disk_fill" {
+            fields.push(("Filled", format!("{} bytes", o.filled_bytes)));
+            fields.push((
+                "File system used",
+                format!("{:.1}%", o.filesystem_used_percent),
+            ));
         }
         if view.kind.starts_with("stress.") {
             fields.push(("Workers alive", o.workers.to_string()));

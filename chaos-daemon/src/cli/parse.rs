@@ -21,9 +21,9 @@ pub enum ParseError {
     /// A size that is not a number with an optional binary or decimal unit.
     #[error("`{0}` is not a size (examples: 512MiB, 2GiB, 1G, 100M, 4096)")]
     Size(String),
-    /// A memory amount that is neither a size nor a percentage of the limit.
-    #[error("`{0}` is not a size or a percentage of the target's limit (examples: 512MiB, 50%)")]
-    Memory(String),
+    /// An amount that is neither a size nor a percentage.
+    #[error("`{0}` is not a size or a percentage (examples: 512MiB, 50%)")]
+    SizeOrPercent(String),
     /// A port that is not `P` or `A-B` with decimal numbers.
     #[error("`{0}` is not a port or port range (examples: 443, 8000-8080)")]
     Port(String),
@@ -129,23 +129,23 @@ pub fn parse_size(input: &str) -> Result<u64, ParseError> {
     Ok(bytes as u64)
 }
 
-/// `--memory`: a size, or a percentage of the target's memory limit.
+/// `--memory` or `--fill`: a size, or a percentage (of a limit, of a file system).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MemoryAmount {
+pub enum SizeOrPercent {
     Bytes(u64),
-    PercentOfLimit(f64),
+    Percent(f64),
 }
 
-/// Parses `--memory`: `512MiB` or `50%`.
-pub fn parse_memory(input: &str) -> Result<MemoryAmount, ParseError> {
+/// Parses `--memory` or `--fill`: `512MiB` or `50%`.
+pub fn parse_size_or_percent(input: &str) -> Result<SizeOrPercent, ParseError> {
     if input.trim().ends_with('%') {
         return parse_percent(input)
-            .map(MemoryAmount::PercentOfLimit)
-            .map_err(|_| ParseError::Memory(input.to_owned()));
+            .map(SizeOrPercent::Percent)
+            .map_err(|_| ParseError::SizeOrPercent(input.to_owned()));
     }
     parse_size(input)
-        .map(MemoryAmount::Bytes)
-        .map_err(|_| ParseError::Memory(input.to_owned()))
+        .map(SizeOrPercent::Bytes)
+        .map_err(|_| ParseError::SizeOrPercent(input.to_owned()))
 }
 
 /// Parses `--grow`: a size per second, `64MiB/s` (the `/s` optional).
@@ -221,8 +221,14 @@ mod tests {
         assert_eq!(parse_size("100MB"), Ok(100_000_000));
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
-        assert_eq!(parse_memory("50%"), Ok(MemoryAmount::PercentOfLimit(50.0)));
-        assert_eq!(parse_memory("1G"), Ok(MemoryAmount::Bytes(1 << 30)));
+        assert_eq!(
+            parse_size_or_percent("50%"),
+            Ok(SizeOrPercent::Percent(50.0))
+        );
+        assert_eq!(
+            parse_size_or_percent("1G"),
+            Ok(SizeOrPercent::Bytes(1 << 30))
+        );
         assert_eq!(parse_rate("64MiB/s"), Ok(64 << 20));
     }
 

@@ -36,6 +36,7 @@ pub async fn execute(
                 InjectCommand::Network(args) => args.to_inject_request(now)?,
                 InjectCommand::Process(args) => args.to_inject_request(now)?,
                 InjectCommand::Stress(args) => args.to_inject_request(now)?,
+                InjectCommand::Storage(args) => args.to_inject_request(now)?,
             };
             let fault = client.inject(request).await?.into_inner();
             output::write_fault(out, format, &fault)

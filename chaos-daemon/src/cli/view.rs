@@ -2,8 +2,9 @@
 //! output wants stable lowercase names instead of proto enum numbers.
 
 use chaos_proto::v1::{
-    fault, network_fault, process_fault, stress_fault, CapabilitiesResponse, Direction, Fault,
-    FaultState, NetworkFault, Outcome, ProcessFault, Protocol, StressFault,
+    fault, network_fault, process_fault, storage_fault, stress_fault, CapabilitiesResponse,
+    Direction, Fault, FaultState, NetworkFault, Outcome, ProcessFault, Protocol, StorageFault,
+    StressFault,
 };
 use serde::Serialize;
 
@@ -28,7 +29,10 @@ pub struct FaultView {
     /// What a stress fault loads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stress: Option<StressSpecView>,
-    /// What a process or stress fault did.
+    /// What a storage fault does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpecView>,
+    /// What a process, stress or storage fault did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<OutcomeView>,
     /// Requested window start, Unix ns.
@@ -104,8 +108,38 @@ pub struct StressSpecView {
     pub allow_oom: bool,
 }
 
-/// What a process or stress fault did (the proto's `Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A storage fault's action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageSpecView {
+    /// The path, as the target sees it.
+    pub path: String,
+    /// disk_fill: fill until the file system is this percent used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill_percent: Option<f64>,
+    /// disk_fill: add this many bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill_bytes: Option<u64>,
+}
+
+impl From<&StorageFault> for StorageSpecView {
+    fn from(s: &StorageFault) -> Self {
+        match &s.action {
+            Some(storage_fault::Action::DiskFill(f)) => Self {
+                path: f.path.clone(),
+                fill_percent: (f.percent != 0.0).then_some(f.percent),
+                fill_bytes: (f.bytes != 0).then_some(f.bytes),
+            },
+            None => Self {
+                path: String::new(),
+                fill_percent: None,
+                fill_bytes: None,
+            },
+        }
+    }
+}
+
+/// What a process, stress or storage fault did (the proto's `Outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct OutcomeView {
     pub signalled: u64,
     pub rounds: u32,
@@ -116,6 +150,8 @@ pub struct OutcomeView {
     pub workers: u32,
     pub memory_bytes: u64,
     pub oom_kills: u64,
+    pub filled_bytes: u64,
+    pub filesystem_used_percent: f64,
 }
 
 impl From<&Outcome> for OutcomeView {
@@ -130,6 +166,8 @@ impl From<&Outcome> for OutcomeView {
             workers: o.workers,
             memory_bytes: o.memory_bytes,
             oom_kills: o.oom_kills,
+            filled_bytes: o.filled_bytes,
+            filesystem_used_percent: o.filesystem_used_percent,
         }
     }
 }
@@ -270,6 +308,7 @@ impl From<&Fault> for FaultView {
             Some(fault::Spec::Network(network)) => network_kind(network),
             Some(fault::Spec::Process(process)) => process_kind(process),
             Some(fault::Spec::Stress(stress)) => stress_kind(stress),
+            Some(fault::Spec::Storage(storage)) => storage_kind(storage),
             None => "unknown",
         };
         let counters = fault.counters.unwrap_or_default();
@@ -286,6 +325,10 @@ impl From<&Fault> for FaultView {
             },
             stress: match &fault.spec {
                 Some(fault::Spec::Stress(s)) => Some(StressSpecView::from(s)),
+                _ => None,
+            },
+            storage: match &fault.spec {
+                Some(fault::Spec::Storage(s)) => Some(StorageSpecView::from(s)),
                 _ => None,
             },
             outcome: fault.outcome.as_ref().map(OutcomeView::from),
@@ -371,6 +414,14 @@ pub fn process_kind(process: &ProcessFault) -> &'static str {
         Some(process_fault::Action::Pause(_)) => "process.pause",
         Some(process_fault::Action::Restart(_)) => "process.restart",
         None => "process",
+    }
+}
+
+/// The kind of a storage fault, named as `capabilities` names it.
+pub fn storage_kind(storage: &StorageFault) -> &'static str {
+    match storage.action {
+        Some(storage_fault::Action::DiskFill(_)) => "storage.disk_fill",
+        None => "storage",
     }
 }
 

@@ -24,6 +24,7 @@ use crate::{
     error::Error,
     faults::{
         actor::Actor,
+        fill,
         network::{self, NetPlan},
         process, stress,
         window::{Limits, Window},
@@ -136,18 +137,23 @@ impl Engine {
     pub fn inject(&mut self, shared: &Shared, req: InjectRequest) -> Result<Fault, Error> {
         let window = Window::from_request(&req, &self.limits)?;
         let spec = req.spec.clone().ok_or_else(|| {
-            Error::invalid("spec", "set a fault kind: network, process or stress")
+            Error::invalid(
+                "spec",
+                "set a fault kind: network, process, stress or storage",
+            )
         })?;
         // Everything that can be checked without the target first.
         enum Planned {
             Network(NetPlan),
             Process(process::Plan),
             Stress(stress::Plan),
+            Fill(fill::Plan),
         }
         let planned = match &spec {
             inject_request::Spec::Network(n) => Planned::Network(network::plan(n)?),
             inject_request::Spec::Process(p) => Planned::Process(process::plan(p)?),
             inject_request::Spec::Stress(s) => Planned::Stress(stress::plan(s)?),
+            inject_request::Spec::Storage(s) => Planned::Fill(fill::plan(s)?),
         };
         if req.target.trim().is_empty() {
             return Err(Error::invalid(
@@ -199,6 +205,14 @@ impl Engine {
                 Armed {
                     kind: run.kind(),
                     action: Action::Actor(Box::new(run)),
+                    cgroups,
+                }
+            }
+            Planned::Fill(plan) => {
+                let dirs = cgroups.iter().map(|c| c.path.clone()).collect();
+                Armed {
+                    kind: "storage.disk_fill",
+                    action: Action::Actor(Box::new(fill::Run::new(plan, dirs, &id)?)),
                     cgroups,
                 }
             }
@@ -470,6 +484,7 @@ fn fault_spec(spec: inject_request::Spec) -> fault::Spec {
         inject_request::Spec::Network(n) => fault::Spec::Network(n),
         inject_request::Spec::Process(p) => fault::Spec::Process(p),
         inject_request::Spec::Stress(s) => fault::Spec::Stress(s),
+        inject_request::Spec::Storage(s) => fault::Spec::Storage(s),
     }
 }
 

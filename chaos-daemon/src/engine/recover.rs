@@ -7,7 +7,7 @@ use super::{fault_spec, state_at, Action, Armed, Engine, Entry, Shared};
 use crate::{
     clock,
     error::Error,
-    faults::{actor::Actor, network, process, stress, window::Window},
+    faults::{actor::Actor, fill, network, process, stress, window::Window},
     journal::{self, Record, Undo},
     workers::pool,
 };
@@ -166,6 +166,17 @@ impl Engine {
                     cgroups: record.cgroups.clone(),
                 })
             }
+            (Some(inject_request::Spec::Storage(spec)), Undo::FillFile { file }) => {
+                // The previous file goes; an open window gets a fresh one.
+                fill::remove_orphan(&dirs(), file);
+                let plan = fill::plan(spec)?;
+                let run = fill::Run::new(plan, dirs(), &record.id)?;
+                Ok(Armed {
+                    kind: run.kind(),
+                    action: Action::Actor(Box::new(run)),
+                    cgroups: record.cgroups.clone(),
+                })
+            }
             _ => Err(Error::Internal(
                 "the request's kind does not match its undo record".into(),
             )),
@@ -262,6 +273,8 @@ fn undo_orphan(undo: &Undo) {
                 warn!(error = %err, "removing a stress cgroup");
             }
         }
+        // Without its record's cgroups the file cannot be reached; recover() passes them.
+        Undo::FillFile { file } => warn!(file = %file.display(), "fill file left behind"),
         Undo::NetworkSlot { .. } | Undo::Nothing => {}
     }
 }

@@ -13,9 +13,13 @@ pub trait Actor: Send {
     /// Acts at the window's start (kill, freeze, start workers). On error nothing stays.
     fn open(&mut self) -> Result<(), Error>;
     /// When (Unix ns) [`Actor::tick`] is next due, if ever.
-    fn next_tick(&self) -> Option<u64>;
+    fn next_tick(&self) -> Option<u64> {
+        None
+    }
     /// Repeats or watches inside the window (kill rounds, watching for a restarted process).
-    fn tick(&mut self) -> Result<(), Error>;
+    fn tick(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
     /// Ends the fault's effect (thaw, stop workers); safe to call twice.
     fn close(&mut self);
     /// Copies counters and outcome into the API view.

@@ -1,6 +1,7 @@
 //! Fault kinds: each turns its part of an `InjectRequest` into what the kernel applies.
 
 pub mod actor;
+pub mod fill;
 pub mod network;
 pub mod process;
 pub mod signal;

@@ -245,14 +245,6 @@ impl Actor for Run {
         Ok(())
     }
 
-    fn next_tick(&self) -> Option<u64> {
-        None
-    }
-
-    fn tick(&mut self) -> Result<(), Error> {
-        Ok(())
-    }
-
     fn close(&mut self) {
         if let Some(mut pool) = self.pool.take() {
             self.report_pool(&mut pool);

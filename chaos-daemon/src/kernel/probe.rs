@@ -224,6 +224,12 @@ impl Probe {
                 "duty-cycled workers in a child cgroup of the target (and its v1 cgroups)",
             ),
             support("stress.memory", true, memory),
+            support(
+                "storage.disk_fill",
+                true,
+                "one fallocate'd file in the file system the target sees at the path \
+                 (its mount namespace), removed at the end",
+            ),
         ]
     }
 }
