@@ -67,6 +67,10 @@ pub enum Undo {
     /// A disk fill: the file, as a path in the target's mount namespace (reached again
     /// through a process of the target's cgroups).
     FillFile { file: PathBuf },
+    /// Cgroup file values to write back (an I/O limit's previous values).
+    Writes {
+        restore: Vec<crate::faults::iolimit::FileWrite>,
+    },
     /// Signals only: nothing to undo.
     Nothing,
 }

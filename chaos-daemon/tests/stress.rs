@@ -10,7 +10,7 @@ use chaos_proto::v1::{
     inject_request::Spec, stress_fault::Load, CpuStress, Fault, GetRequest, InjectRequest,
     MemoryStress, StressFault,
 };
-use support::procs::{cpu_usage_usec as usage_usec, spawn_in, Spawned, V1Memory};
+use support::procs::{cpu_usage_usec as usage_usec, spawn_in, Spawned, V1Cgroup};
 use support::{enable_v2_controllers, require_root, wait_until, Daemon, TestCgroup};
 use tonic::Code;
 
@@ -84,7 +84,7 @@ fn worker_pids(target: &Path) -> Vec<u32> {
 /// Where the target's memory is accounted: its v2 cgroup when the memory controller is on
 /// v2 (pure layout), else a v1 memory cgroup its processes join (hybrid layout).
 struct MemoryHome {
-    v1: Option<V1Memory>,
+    v1: Option<V1Cgroup>,
     v2: Option<PathBuf>,
 }
 
@@ -97,7 +97,7 @@ impl MemoryHome {
             };
         }
         MemoryHome {
-            v1: Some(V1Memory::new().expect("neither a v2 nor a v1 memory controller")),
+            v1: Some(V1Cgroup::of("memory").expect("neither a v2 nor a v1 memory controller")),
             v2: None,
         }
     }

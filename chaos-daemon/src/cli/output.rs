@@ -147,6 +147,16 @@ pub fn write_fault_detail(
         if let Some(bytes) = s.fill_bytes {
             fields.push(("Fill", format!("{bytes} bytes")));
         }
+        for (name, value, unit) in [
+            ("Read limit", s.read_bytes_per_second, "bytes/s"),
+            ("Write limit", s.write_bytes_per_second, "bytes/s"),
+            ("Read IOPS limit", s.read_iops, "ops/s"),
+            ("Write IOPS limit", s.write_iops, "ops/s"),
+        ] {
+            if let Some(value) = value {
+                fields.push((name, format!("{value} {unit}")));
+            }
+        }
     }
     if let Some(o) = &view.outcome {
         if o.rounds > 0 {

@@ -119,22 +119,45 @@ pub struct StorageSpecView {
     /// disk_fill: add this many bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fill_bytes: Option<u64>,
+    /// io_limit: limits (bytes/s, operations/s); absent = not limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_iops: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_iops: Option<u64>,
 }
 
 impl From<&StorageFault> for StorageSpecView {
     fn from(s: &StorageFault) -> Self {
+        let nonzero = |v: u64| (v != 0).then_some(v);
+        let mut view = Self {
+            path: String::new(),
+            fill_percent: None,
+            fill_bytes: None,
+            read_bytes_per_second: None,
+            write_bytes_per_second: None,
+            read_iops: None,
+            write_iops: None,
+        };
         match &s.action {
-            Some(storage_fault::Action::DiskFill(f)) => Self {
-                path: f.path.clone(),
-                fill_percent: (f.percent != 0.0).then_some(f.percent),
-                fill_bytes: (f.bytes != 0).then_some(f.bytes),
-            },
-            None => Self {
-                path: String::new(),
-                fill_percent: None,
-                fill_bytes: None,
-            },
+            Some(storage_fault::Action::DiskFill(f)) => {
+                view.path = f.path.clone();
+                view.fill_percent = (f.percent != 0.0).then_some(f.percent);
+                view.fill_bytes = nonzero(f.bytes);
+            }
+            Some(storage_fault::Action::IoLimit(l)) => {
+                view.path = l.path.clone();
+                view.read_bytes_per_second = nonzero(l.read_bytes_per_second);
+                view.write_bytes_per_second = nonzero(l.write_bytes_per_second);
+                view.read_iops = nonzero(l.read_iops);
+                view.write_iops = nonzero(l.write_iops);
+            }
+            None => {}
         }
+        view
     }
 }
 
@@ -421,6 +444,7 @@ pub fn process_kind(process: &ProcessFault) -> &'static str {
 pub fn storage_kind(storage: &StorageFault) -> &'static str {
     match storage.action {
         Some(storage_fault::Action::DiskFill(_)) => "storage.disk_fill",
+        Some(storage_fault::Action::IoLimit(_)) => "storage.io_limit",
         None => "storage",
     }
 }

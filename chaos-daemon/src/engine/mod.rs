@@ -24,9 +24,8 @@ use crate::{
     error::Error,
     faults::{
         actor::Actor,
-        fill,
         network::{self, NetPlan},
-        process, stress,
+        process, storage, stress,
         window::{Limits, Window},
     },
     journal::{self, CgroupRef, Journal, Record, Undo},
@@ -147,13 +146,13 @@ impl Engine {
             Network(NetPlan),
             Process(process::Plan),
             Stress(stress::Plan),
-            Fill(fill::Plan),
+            Storage(storage::Plan),
         }
         let planned = match &spec {
             inject_request::Spec::Network(n) => Planned::Network(network::plan(n)?),
             inject_request::Spec::Process(p) => Planned::Process(process::plan(p)?),
             inject_request::Spec::Stress(s) => Planned::Stress(stress::plan(s)?),
-            inject_request::Spec::Storage(s) => Planned::Fill(fill::plan(s)?),
+            inject_request::Spec::Storage(s) => Planned::Storage(storage::plan(s)?),
         };
         if req.target.trim().is_empty() {
             return Err(Error::invalid(
@@ -208,11 +207,12 @@ impl Engine {
                     cgroups,
                 }
             }
-            Planned::Fill(plan) => {
+            Planned::Storage(plan) => {
                 let dirs = cgroups.iter().map(|c| c.path.clone()).collect();
+                let actor = storage::actor(plan, dirs, &id)?;
                 Armed {
-                    kind: "storage.disk_fill",
-                    action: Action::Actor(Box::new(fill::Run::new(plan, dirs, &id)?)),
+                    kind: actor.kind(),
+                    action: Action::Actor(actor),
                     cgroups,
                 }
             }

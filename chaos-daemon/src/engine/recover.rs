@@ -7,7 +7,7 @@ use super::{fault_spec, state_at, Action, Armed, Engine, Entry, Shared};
 use crate::{
     clock,
     error::Error,
-    faults::{actor::Actor, fill, network, process, stress, window::Window},
+    faults::{actor::Actor, fill, iolimit, network, process, storage, stress, window::Window},
     journal::{self, Record, Undo},
     workers::pool,
 };
@@ -30,7 +30,7 @@ impl Engine {
                 Ok(req) => req,
                 Err(err) => {
                     warn!(error = %err, "journal record unusable; undoing what it names");
-                    undo_orphan(&record.undo);
+                    undo_orphan(&record);
                     let _ = self.journal.remove(&record.id);
                     continue;
                 }
@@ -43,7 +43,7 @@ impl Engine {
                 Ok(armed) => armed,
                 Err(err) => {
                     warn!(error = %err, "journal record cannot be re-armed; undoing what it names");
-                    undo_orphan(&record.undo);
+                    undo_orphan(&record);
                     let _ = self.journal.remove(&record.id);
                     continue;
                 }
@@ -166,14 +166,11 @@ impl Engine {
                     cgroups: record.cgroups.clone(),
                 })
             }
-            (Some(inject_request::Spec::Storage(spec)), Undo::FillFile { file }) => {
-                // The previous file goes; an open window gets a fresh one.
-                fill::remove_orphan(&dirs(), file);
-                let plan = fill::plan(spec)?;
-                let run = fill::Run::new(plan, dirs(), &record.id)?;
+            (Some(inject_request::Spec::Storage(spec)), undo) => {
+                let actor = storage::adopt(storage::plan(spec)?, dirs(), &record.id, undo)?;
                 Ok(Armed {
-                    kind: run.kind(),
-                    action: Action::Actor(Box::new(run)),
+                    kind: actor.kind(),
+                    action: Action::Actor(actor),
                     cgroups: record.cgroups.clone(),
                 })
             }
@@ -259,8 +256,8 @@ fn decode(record: &Record) -> Result<InjectRequest, String> {
 /// Undoes what a record names when its fault cannot be rebuilt: a frozen cgroup is never
 /// left frozen and a workers' cgroup never left behind. (A network slot needs nothing: its
 /// cgroups' links are dropped with the unused ones.)
-fn undo_orphan(undo: &Undo) {
-    match undo {
+fn undo_orphan(record: &Record) {
+    match &record.undo {
         Undo::Freeze { freezers } => {
             for freezer in freezers {
                 if let Err(err) = freezer.thaw() {
@@ -273,8 +270,11 @@ fn undo_orphan(undo: &Undo) {
                 warn!(error = %err, "removing a stress cgroup");
             }
         }
-        // Without its record's cgroups the file cannot be reached; recover() passes them.
-        Undo::FillFile { file } => warn!(file = %file.display(), "fill file left behind"),
+        Undo::FillFile { file } => {
+            let dirs: Vec<_> = record.cgroups.iter().map(|c| c.path.clone()).collect();
+            fill::remove_orphan(&dirs, file);
+        }
+        Undo::Writes { restore } => iolimit::restore_orphan(restore),
         Undo::NetworkSlot { .. } | Undo::Nothing => {}
     }
 }

@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use chaos_proto::v1::{storage_fault, Counters, DiskFill, Fault, Outcome, StorageFault};
+use chaos_proto::v1::{Counters, DiskFill, Fault, Outcome};
 use nix::{
     fcntl::{fallocate, FallocateFlags},
     sys::statvfs::fstatvfs,
@@ -21,11 +21,7 @@ use nix::{
 use tracing::{info, warn};
 
 use super::actor::Actor;
-use crate::{
-    cgroupfs::procs::{self, MainSelector},
-    error::Error,
-    journal::Undo,
-};
+use crate::{error::Error, journal::Undo, targets::mountns};
 
 /// Written in chunks of this size when the file system cannot `fallocate`.
 const CHUNK: usize = 1 << 20;
@@ -46,12 +42,9 @@ pub enum Amount {
     Bytes(u64),
 }
 
-/// Validates a `StorageFault`; errors name the field.
-pub fn plan(spec: &StorageFault) -> Result<Plan, Error> {
-    match &spec.action {
-        None => Err(Error::invalid("storage.action", "set disk_fill")),
-        Some(storage_fault::Action::DiskFill(fill)) => plan_fill(fill),
-    }
+/// Validates a `DiskFill`; errors name the field.
+pub fn plan(fill: &DiskFill) -> Result<Plan, Error> {
+    plan_fill(fill)
 }
 
 fn plan_fill(fill: &DiskFill) -> Result<Plan, Error> {
@@ -93,17 +86,8 @@ fn file_name(fault_id: &str) -> String {
     format!(".faultline-fill-{short}")
 }
 
-/// `path` (absolute, in the target's mount namespace) as reachable from the node through
-/// the root of one of the target's processes.
-pub fn reach(dirs: &[PathBuf], path: &Path) -> Result<PathBuf, Error> {
-    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    let pid = procs::main_process(&dirs, &MainSelector::default()).map_err(|err| {
-        Error::FailedPrecondition(format!(
-            "storage.disk_fill needs a process of the target to see its mount namespace: {err}"
-        ))
-    })?;
-    let relative = path.strip_prefix("/").unwrap_or(path);
-    Ok(PathBuf::from(format!("/proc/{pid}/root")).join(relative))
+fn reach(dirs: &[PathBuf], path: &Path) -> Result<PathBuf, Error> {
+    mountns::reach(dirs, path, "storage.disk_fill")
 }
 
 /// A fill on one target.

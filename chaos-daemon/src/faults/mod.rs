@@ -2,8 +2,10 @@
 
 pub mod actor;
 pub mod fill;
+pub mod iolimit;
 pub mod network;
 pub mod process;
 pub mod signal;
+pub mod storage;
 pub mod stress;
 pub mod window;

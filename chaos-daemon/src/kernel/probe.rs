@@ -225,6 +225,12 @@ impl Probe {
             ),
             support("stress.memory", true, memory),
             support(
+                "storage.io_limit",
+                true,
+                "io.max of the target's cgroup (io controller enabled), else the v1 blkio \
+                 throttle of its processes; the disk must be a block device",
+            ),
+            support(
                 "storage.disk_fill",
                 true,
                 "one fallocate'd file in the file system the target sees at the path \

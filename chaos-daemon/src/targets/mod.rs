@@ -2,6 +2,7 @@
 
 mod container;
 mod hierarchy;
+pub mod mountns;
 
 use std::path::{Path, PathBuf};
 

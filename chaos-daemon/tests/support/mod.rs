@@ -18,6 +18,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod blockdev;
 pub mod cgroup;
 pub mod daemon;
 pub mod netns;

@@ -156,19 +156,19 @@ impl Drop for Supervisor {
     }
 }
 
-/// A v1 memory cgroup `<v1 memory mount>/fl-XXXXXXXX`, for the target's processes on a
-/// hybrid host; killed and removed on drop.
-pub struct V1Memory {
+/// A v1 cgroup `<v1 mount of a controller>/fl-XXXXXXXX`, for the target's processes on a
+/// hybrid host (where that controller is not on v2); killed and removed on drop.
+pub struct V1Cgroup {
     path: PathBuf,
 }
 
-impl V1Memory {
-    /// `None` on a host without a v1 memory hierarchy (pure v2).
-    pub fn new() -> Option<V1Memory> {
-        let mount = v1_memory_mount()?;
+impl V1Cgroup {
+    /// `None` on a host without a v1 hierarchy of `controller`.
+    pub fn of(controller: &str) -> Option<V1Cgroup> {
+        let mount = v1_mount(controller)?;
         let path = mount.join(unique_name("fl-"));
         fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Some(V1Memory { path })
+        Some(V1Cgroup { path })
     }
 
     pub fn path(&self) -> &Path {
@@ -176,7 +176,7 @@ impl V1Memory {
     }
 }
 
-impl Drop for V1Memory {
+impl Drop for V1Cgroup {
     fn drop(&mut self) {
         let procs = || {
             fs::read_to_string(self.path.join("cgroup.procs"))
@@ -200,8 +200,8 @@ impl Drop for V1Memory {
     }
 }
 
-/// Mount point of the v1 memory controller, if any.
-pub fn v1_memory_mount() -> Option<PathBuf> {
+/// Mount point of the v1 hierarchy of `controller`, if any.
+pub fn v1_mount(controller: &str) -> Option<PathBuf> {
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|line| {
         let (pre, post) = line.split_once(" - ")?;
@@ -213,7 +213,7 @@ pub fn v1_memory_mount() -> Option<PathBuf> {
         let point = pre.split_whitespace().nth(4)?;
         options
             .split(',')
-            .any(|o| o == "memory")
+            .any(|o| o == controller)
             .then(|| PathBuf::from(point))
     })
 }
