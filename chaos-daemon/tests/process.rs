@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaos_proto::v1::{
-    inject_request::Spec, process_fault::Action, Fault, FaultState, GetRequest, InjectRequest,
-    Kill, MainProcess, Pause, ProcessFault, Restart,
+    inject_request::Spec, process_fault::Action, Fault, FaultState, InjectRequest, Kill,
+    MainProcess, Pause, ProcessFault, Restart,
 };
 use support::procs::{alive, spawn_in, Spawned, Supervisor};
 use support::{require_root, wait_until, Daemon, TestCgroup};
@@ -156,12 +156,14 @@ async fn pause_freezes_then_thaws_at_the_end() {
         ),
     );
     assert!(wait_until(DEADLINE, || counter(&file).is_some_and(|c| c > 10)));
-    let mut client = daemon.client().await;
-    let fault = client
+    // A window long enough for an emulated (TCG) VM to observe it frozen.
+    let fault = daemon
+        .client()
+        .await
         .inject(request(
             &target.target(),
             Action::Pause(Pause {}),
-            Duration::from_millis(1500),
+            Duration::from_secs(6),
         ))
         .await
         .expect("inject pause")
@@ -170,18 +172,21 @@ async fn pause_freezes_then_thaws_at_the_end() {
         wait_until(DEADLINE, || frozen(target.path())),
         "never frozen"
     );
+    let mut state = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            state = daemon.get_blocking(&fault.id);
+            state
+                .as_ref()
+                .and_then(|f| f.outcome)
+                .is_some_and(|o| o.frozen)
+        }),
+        "the fault does not report the cgroup frozen: {state:?}"
+    );
     let at_freeze = counter(&file);
     // While frozen the counter must not move (a poll that expects to see no change).
     let moved = wait_until(Duration::from_millis(300), || counter(&file) != at_freeze);
     assert!(!moved, "the counter advanced while frozen");
-    let state = client
-        .get(GetRequest {
-            id: fault.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert!(state.outcome.is_some_and(|o| o.frozen), "{state:?}");
     // The end thaws it, and the loop goes on.
     assert!(
         wait_until(DEADLINE, || !frozen(target.path())),
@@ -239,7 +244,7 @@ async fn a_pause_ends_on_time_after_the_daemon_is_killed() {
         return;
     }
     let (target, _sleeper, mut daemon, fault) =
-        pause_then_kill_the_daemon(Duration::from_millis(800)).await;
+        pause_then_kill_the_daemon(Duration::from_secs(3)).await;
     assert_eq!(guards_of(target.path()).len(), 1, "no thaw guard");
     assert!(
         wait_until(DEADLINE, || !frozen(target.path())),
@@ -263,7 +268,7 @@ async fn a_restarted_daemon_thaws_a_pause_whose_guard_died_too() {
         return;
     }
     let (target, _sleeper, mut daemon, fault) =
-        pause_then_kill_the_daemon(Duration::from_millis(500)).await;
+        pause_then_kill_the_daemon(Duration::from_secs(2)).await;
     // As when a whole container is killed: the guard goes with the daemon.
     for pid in guards_of(target.path()) {
         let _ = nix::sys::signal::kill(
