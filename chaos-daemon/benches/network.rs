@@ -278,9 +278,7 @@ async fn completed(client: &mut FaultServiceClient<Channel>, id: &str) -> anyhow
 
 /// p50, p99 and max of signed µs values.
 fn summary(values: &mut [f64]) -> String {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    format!("{:.1} | {:.1} | {:.1}", at(0.5), at(0.99), at(1.0))
+    support::percentiles(values, 1)
 }
 
 /// Activation latency and window error against a real daemon and a steady stream.
@@ -292,10 +290,7 @@ async fn timing(out: &mut String) -> anyhow::Result<()> {
     let mut client = daemon.client().await;
 
     // Under emulation (a VM of the matrix) everything is slower: windows scale up.
-    let scale: u64 = std::env::var("FAULTLINE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let scale = support::bench_scale();
     let (window_ms, ahead_ms) = (30 * scale, 20 * scale);
     let (mut activation, mut from_call) = (Vec::new(), Vec::new());
     let mut missed = 0;

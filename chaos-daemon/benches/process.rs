@@ -52,14 +52,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Emulated kernels (the VM matrix) run everything slower: windows scale up.
-fn scale() -> u64 {
-    std::env::var("FAULTLINE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-}
-
 fn request(target: &str, start_at_unix_ns: u64, duration: Duration, spec: Spec) -> InjectRequest {
     InjectRequest {
         target: target.to_string(),
@@ -98,14 +90,9 @@ fn spin_until(deadline: Duration, mut done: impl FnMut() -> bool) -> Option<u64>
     None
 }
 
-/// p50, p99 and max of `values`, formatted for a table row.
+/// p50, p99 and max of `values` in whole µs, for a table row.
 fn summary(values: &mut [f64]) -> String {
-    if values.is_empty() {
-        return "– | – | –".into();
-    }
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    format!("{:.0} | {:.0} | {:.0}", at(0.5), at(0.99), at(1.0))
+    support::percentiles(values, 0)
 }
 
 /// From the `Inject` call to the last process of the target gone, for trees of 1, 100 and
@@ -182,7 +169,7 @@ async fn pause_accuracy(
         wait_until(DEADLINE, || procs(cgroup.path()) == 100),
         "tree never started"
     );
-    let window = Duration::from_millis(50 * scale());
+    let window = Duration::from_millis(50 * support::bench_scale());
     let (mut freeze, mut thaw, mut thaw_scheduled) = (Vec::new(), Vec::new(), Vec::new());
     let (mut freeze_written, mut thaw_written) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
@@ -191,7 +178,7 @@ async fn pause_accuracy(
         let ahead = if round % 2 == 0 {
             0
         } else {
-            20_000_000 * scale()
+            20_000_000 * support::bench_scale()
         };
         let start = if ahead == 0 { 0 } else { unix_now_ns() + ahead };
         let called = unix_now_ns();
@@ -282,9 +269,9 @@ async fn cpu_accuracy(
     client: &mut FaultServiceClient<Channel>,
     out: &mut String,
 ) -> anyhow::Result<()> {
-    let settle = Duration::from_millis(300 * scale());
-    let span = Duration::from_secs(2 * scale());
-    let window = settle + span + Duration::from_millis(500 * scale());
+    let settle = Duration::from_millis(300 * support::bench_scale());
+    let span = Duration::from_secs(2 * support::bench_scale());
+    let window = settle + span + Duration::from_millis(500 * support::bench_scale());
     let stress_ng = std::process::Command::new("stress-ng")
         .arg("--version")
         .output()

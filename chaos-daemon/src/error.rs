@@ -82,3 +82,9 @@ impl From<crate::cgroupfs::Error> for Error {
         }
     }
 }
+
+impl From<crate::workers::Error> for Error {
+    fn from(err: crate::workers::Error) -> Self {
+        Self::Internal(err.to_string())
+    }
+}

@@ -332,24 +332,9 @@ impl Engine {
 
     /// Ends a fault: snapshots its counters, disarms it, closes its journal record.
     pub fn finish(&mut self, id: &str, state: FaultState, message: &str) {
-        let Some(entry) = self.faults.get_mut(id) else {
+        let Some(armed) = self.conclude(id, state, message, clock::unix_now_ns()) else {
             return;
         };
-        let Some(mut armed) = entry.armed.take() else {
-            return;
-        };
-        entry.stop = None;
-        let mut fault = std::mem::take(&mut entry.fault);
-        if let Action::Actor(actor) = &mut armed.action {
-            actor.close();
-        }
-        self.refresh(&mut fault, &mut armed);
-        fault.state = state as i32;
-        fault.ended_at_unix_ns = clock::unix_now_ns();
-        fault.message = message.to_string();
-        if let Some(entry) = self.faults.get_mut(id) {
-            entry.fault = fault;
-        }
         if let Some((slot, plan)) = armed.network() {
             self.disarm_network(id, &armed.cgroups, slot, plan);
         }
@@ -364,6 +349,33 @@ impl Engine {
                 self.faults.remove(&old);
             }
         }
+    }
+
+    /// Takes a fault out of force as the API sees it: stops its lifecycle task, undoes an
+    /// actor's effect, snapshots its counters and records how it ended. Returns what was
+    /// armed, for the kernel-side cleanup that differs between `finish` and `shutdown`.
+    fn conclude(
+        &mut self,
+        id: &str,
+        state: FaultState,
+        message: &str,
+        ended_at_unix_ns: u64,
+    ) -> Option<Armed> {
+        let entry = self.faults.get_mut(id)?;
+        let mut armed = entry.armed.take()?;
+        entry.stop = None;
+        let mut fault = std::mem::take(&mut entry.fault);
+        if let Action::Actor(actor) = &mut armed.action {
+            actor.close();
+        }
+        self.refresh(&mut fault, &mut armed);
+        fault.state = state as i32;
+        fault.ended_at_unix_ns = ended_at_unix_ns;
+        fault.message = message.to_string();
+        if let Some(entry) = self.faults.get_mut(id) {
+            entry.fault = fault;
+        }
+        Some(armed)
     }
 
     /// The window opens: an actor acts (a network fault is already in the kernel).

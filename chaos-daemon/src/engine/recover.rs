@@ -207,28 +207,14 @@ impl Engine {
         let mut closed = 0;
         let ids: Vec<String> = self.faults.keys().cloned().collect();
         for id in ids {
-            let Some(entry) = self.faults.get_mut(&id) else {
+            let Some(armed) = self.conclude(&id, FaultState::Cancelled, "daemon shut down", now)
+            else {
                 continue;
             };
-            let Some(mut armed) = entry.armed.take() else {
-                continue;
-            };
-            entry.stop = None;
-            let mut fault = std::mem::take(&mut entry.fault);
-            if let Action::Actor(actor) = &mut armed.action {
-                actor.close();
-            }
-            self.refresh(&mut fault, &mut armed);
             if let (Some((slot, plan)), Some(kernel)) = (armed.network(), self.kernel.as_mut()) {
                 if let Err(err) = network::disarm(&mut kernel.net, slot, plan) {
                     warn!(fault.id = %id, error = %err, "disarming");
                 }
-            }
-            fault.state = FaultState::Cancelled as i32;
-            fault.ended_at_unix_ns = now;
-            fault.message = "daemon shut down".into();
-            if let Some(entry) = self.faults.get_mut(&id) {
-                entry.fault = fault;
             }
             if let Err(err) = self.journal.remove_unsynced(&id) {
                 warn!(fault.id = %id, error = %err, "closing the journal record");

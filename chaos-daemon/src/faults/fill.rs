@@ -44,10 +44,6 @@ pub enum Amount {
 
 /// Validates a `DiskFill`; errors name the field.
 pub fn plan(fill: &DiskFill) -> Result<Plan, Error> {
-    plan_fill(fill)
-}
-
-fn plan_fill(fill: &DiskFill) -> Result<Plan, Error> {
     let path = PathBuf::from(fill.path.trim());
     if !path.is_absolute() || path.components().any(|c| c.as_os_str() == "..") {
         return Err(Error::invalid(
@@ -308,7 +304,7 @@ mod tests {
     use super::*;
 
     fn field(fill: DiskFill) -> String {
-        match plan_fill(&fill) {
+        match plan(&fill) {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
@@ -326,7 +322,7 @@ mod tests {
         assert_eq!(field(fill("/data", 0.0, 0)), "storage.disk_fill.percent");
         assert_eq!(field(fill("/data", 120.0, 0)), "storage.disk_fill.percent");
         assert_eq!(field(fill("/data", 50.0, 10)), "storage.disk_fill.bytes");
-        assert!(plan_fill(&fill("/data", 90.0, 0)).is_ok());
-        assert!(plan_fill(&fill("/data", 0.0, 4096)).is_ok());
+        assert!(plan(&fill("/data", 90.0, 0)).is_ok());
+        assert!(plan(&fill("/data", 0.0, 4096)).is_ok());
     }
 }

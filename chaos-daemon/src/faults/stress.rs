@@ -10,7 +10,7 @@ use crate::{
     cgroupfs::usage::{self, Memory},
     error::Error,
     journal::Undo,
-    workers::{self, pool, Load, Pool, Spec},
+    workers::{pool, Load, Pool, Spec},
 };
 
 /// Default duty-cycle period of a CPU worker.
@@ -246,8 +246,8 @@ impl Actor for Run {
     }
 
     fn close(&mut self) {
+        self.observe();
         if let Some(mut pool) = self.pool.take() {
-            self.report_pool(&mut pool);
             pool.stop();
             self.outcome.workers = 0;
             info!("stress workers stopped");
@@ -255,10 +255,7 @@ impl Actor for Run {
     }
 
     fn report(&mut self, fault: &mut Fault) {
-        if let Some(mut pool) = self.pool.take() {
-            self.report_pool(&mut pool);
-            self.pool = Some(pool);
-        }
+        self.observe();
         fault.counters = Some(self.counters);
         fault.outcome = Some(self.outcome);
     }
@@ -269,18 +266,17 @@ impl Actor for Run {
 }
 
 impl Run {
-    fn report_pool(&mut self, pool: &mut Pool) {
+    /// Copies what the running workers hold, and the OOM kills since the start, into the
+    /// outcome.
+    fn observe(&mut self) {
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         let status = pool.status();
         self.outcome.workers = status.alive;
         self.outcome.memory_bytes = status.resident_bytes;
         if let (Some(base), Ok(Some(now))) = (self.oom_base, self.memory.oom_kills()) {
             self.outcome.oom_kills = now.saturating_sub(base);
         }
-    }
-}
-
-impl From<workers::Error> for Error {
-    fn from(err: workers::Error) -> Self {
-        Self::Internal(err.to_string())
     }
 }

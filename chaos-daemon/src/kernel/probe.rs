@@ -177,19 +177,6 @@ impl Probe {
             supported,
             detail: detail.to_string(),
         };
-        if files.missing {
-            let why = "no cgroup v2 hierarchy to find the target's processes in";
-            return [
-                "process.kill",
-                "process.pause",
-                "process.restart",
-                "stress.cpu",
-                "stress.memory",
-            ]
-            .into_iter()
-            .map(|kind| support(kind, false, why))
-            .collect();
-        }
         let kill = if files.kill {
             "SIGKILL of every process by cgroup.kill; other signals and --main-only by kill(2)"
         } else {
@@ -210,7 +197,7 @@ impl Probe {
             "a worker in a child cgroup of the target, touching anonymous memory charged to \
              its v2 memory controller"
         };
-        vec![
+        let mut faults = vec![
             support("process.kill", true, kill),
             support("process.pause", pause.0, pause.1),
             support(
@@ -236,6 +223,13 @@ impl Probe {
                 "one fallocate'd file in the file system the target sees at the path \
                  (its mount namespace), removed at the end",
             ),
-        ]
+        ];
+        if files.missing {
+            for fault in &mut faults {
+                fault.supported = false;
+                fault.detail = "no cgroup v2 hierarchy to find the target's processes in".into();
+            }
+        }
+        faults
     }
 }

@@ -5,8 +5,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::time::{clock_gettime, ClockId};
-
 use super::spec::{Load, Spec, WORKER_ARG};
 
 /// How often a worker checks that its parent is still the daemon.
@@ -57,11 +55,15 @@ fn run(spec: &Spec) -> i32 {
     if writeln!(out, "ready").and_then(|()| out.flush()).is_err() {
         return 1;
     }
-    let alive =
-        || nix::unistd::getppid().as_raw() as u32 == spec.parent && unix_now() < spec.until_unix_ns;
+    let alive = || {
+        nix::unistd::getppid().as_raw() as u32 == spec.parent
+            && crate::clock::unix_now_ns() < spec.until_unix_ns
+    };
     let nap = || {
         // Until the next parent check, or the deadline if that comes first.
-        let left = spec.until_unix_ns.saturating_sub(unix_now());
+        let left = spec
+            .until_unix_ns
+            .saturating_sub(crate::clock::unix_now_ns());
         std::thread::sleep(PARENT_CHECK.min(Duration::from_nanos(left)));
     };
     match &spec.load {
@@ -87,12 +89,6 @@ fn thaw_at(until_unix_ns: u64, freezers: &[crate::cgroupfs::freeze::Freezer]) ->
         }
         code
     })
-}
-
-fn unix_now() -> u64 {
-    clock_gettime(ClockId::CLOCK_REALTIME)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(u64::MAX)
 }
 
 /// Busy for `busy_ns` of each `period_ns`, asleep for the rest, each period anchored to the

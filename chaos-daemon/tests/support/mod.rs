@@ -36,4 +36,7 @@ pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHand
 pub use servers::{TcpAcceptServer, TcpListener, UdpEchoServer, UdpSink};
 pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};
-pub use util::{assert_rate_within, kernel_release, require_root, skip, unique_name, wait_until};
+pub use util::{
+    assert_rate_within, bench_scale, kernel_release, percentiles, require_root, skip, unique_name,
+    wait_until,
+};

@@ -76,15 +76,10 @@ pub fn spawn_in(cgroups: &[&Path], script: &str) -> Spawned {
     Spawned(cmd.spawn().expect("spawn sh in the test cgroup"))
 }
 
-/// CPU time used by a v2 cgroup and below, in µs (`usage_usec` of its `cpu.stat`).
+/// CPU time used by a v2 cgroup and below, in µs (`usage_usec` of its `cpu.stat`); 0 if
+/// it cannot be read.
 pub fn cpu_usage_usec(dir: &Path) -> u64 {
-    fs::read_to_string(dir.join("cpu.stat"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    chaos_daemon::cgroupfs::usage::cpu_usage_usec(dir).unwrap_or(0)
 }
 
 /// Whether process `pid` exists and is not a zombie.
@@ -202,18 +197,8 @@ impl Drop for V1Cgroup {
 
 /// Mount point of the v1 hierarchy of `controller`, if any.
 pub fn v1_mount(controller: &str) -> Option<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (pre, post) = line.split_once(" - ")?;
-        let mut post = post.split_whitespace();
-        if post.next()? != "cgroup" {
-            return None;
-        }
-        let options = post.nth(1)?;
-        let point = pre.split_whitespace().nth(4)?;
-        options
-            .split(',')
-            .any(|o| o == controller)
-            .then(|| PathBuf::from(point))
-    })
+    chaos_daemon::cgroupfs::v1::mounts()
+        .into_iter()
+        .find(|m| m.controllers.iter().any(|c| c == controller))
+        .map(|m| m.point)
 }

@@ -129,3 +129,28 @@ pub fn skip(feature: &str, reason: &str) {
         kernel_release()
     );
 }
+
+/// How much slower than real time a benchmark runs: `FAULTLINE_BENCH_SCALE` (set for
+/// emulated VMs), else 1. Windows and intervals are multiplied by it.
+pub fn bench_scale() -> u64 {
+    std::env::var("FAULTLINE_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// "p50 | p99 | max" of `values` (sorted in place) with `decimals` digits, for a Markdown
+/// row; dashes when there is no value.
+pub fn percentiles(values: &mut [f64], decimals: usize) -> String {
+    if values.is_empty() {
+        return "– | – | –".into();
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "{:.decimals$} | {:.decimals$} | {:.decimals$}",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
+}
