@@ -30,29 +30,16 @@ const FAULTS: usize = 100;
 const INTERVAL_US: u64 = 100;
 
 fn main() -> anyhow::Result<()> {
-    if std::env::var_os(support::probe::PROBE_ENV).is_some() {
-        support::probe::probe_main();
+    // Probes are this binary run again with a job.
+    let Some(markdown) = support::bench_start() else {
         return Ok(());
-    }
-    let mut markdown = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--markdown" {
-            markdown = args.next().map(PathBuf::from);
-        }
-    }
+    };
     let mut out = String::new();
     program_cost(&mut out)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::bench_runtime()?;
     runtime.block_on(traffic_cost(&mut out))?;
     runtime.block_on(timing(&mut out))?;
-    print!("{out}");
-    if let Some(path) = markdown {
-        std::fs::write(&path, &out)?;
-    }
+    support::bench_finish(&out, markdown)?;
     Ok(())
 }
 
@@ -120,7 +107,7 @@ fn program_cost(out: &mut String) -> anyhow::Result<()> {
         Pins::new(PathBuf::from("/sys/fs/bpf").join(support::unique_name("faultline-bench-")));
     pins.prepare()?;
     let result = (|| -> anyhow::Result<()> {
-        let mut ebpf = loader::load_with(&pins, KernelClock::Monotonic)?;
+        let mut ebpf = loader::load_with(&pins, KernelClock::Monotonic, &Default::default())?;
         loader::cgroup_skb(&mut ebpf, loader::NET_NOOP)?.load()?;
         let frame = udp_frame();
         let noop = median_ns(loader::cgroup_skb(&mut ebpf, loader::NET_NOOP)?, &frame)?;

@@ -8,7 +8,7 @@ mod support;
 
 use std::{
     fmt::Write as _,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -26,17 +26,11 @@ use tonic::transport::Channel;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn main() -> anyhow::Result<()> {
-    let mut markdown = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--markdown" {
-            markdown = args.next().map(PathBuf::from);
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    // Probes are this binary run again with a job.
+    let Some(markdown) = support::bench_start() else {
+        return Ok(());
+    };
+    let runtime = support::bench_runtime()?;
     let mut out = String::new();
     runtime.block_on(async {
         let daemon = Daemon::start(&[]).await;
@@ -45,10 +39,7 @@ fn main() -> anyhow::Result<()> {
         pause_accuracy(&mut client, &mut out).await?;
         cpu_accuracy(&mut client, &mut out).await
     })?;
-    print!("{out}");
-    if let Some(path) = markdown {
-        std::fs::write(&path, &out)?;
-    }
+    support::bench_finish(&out, markdown)?;
     Ok(())
 }
 

@@ -58,6 +58,12 @@ pub enum Undo {
     /// A network fault slot: its parameters and peers in the pinned maps, and its place in the
     /// slot lists of its cgroups' attachments (detached with the last fault of a cgroup).
     NetworkSlot { slot: u32 },
+    /// A storage errno fault slot: its parameters and path entries in the pinned maps, and
+    /// its place in its cgroups' slot lists (the programs are detached with the last fault).
+    ErrnoSlot {
+        slot: u32,
+        inodes: Vec<crate::faults::errno::Inode>,
+    },
     /// Cgroups frozen by a pause: thawed at the end, or by the next daemon.
     Freeze {
         freezers: Vec<crate::cgroupfs::freeze::Freezer>,

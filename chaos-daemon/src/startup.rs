@@ -6,9 +6,21 @@ use tracing::{info, warn};
 
 use crate::{
     config::Config,
+    engine::StorageKernel,
     engine::{Engine, Kernel, Shared},
     journal::Journal,
-    kernel::{features, links::NetLinks, loader, netmaps::NetMaps, pins::Pins, probe::Probe},
+    kernel::{
+        btf::KernelBtf,
+        features,
+        hooks::{Offer, StorageHooks},
+        layout,
+        links::NetLinks,
+        loader,
+        netmaps::NetMaps,
+        pins::Pins,
+        probe::Probe,
+        storagemaps::StorageMaps,
+    },
     targets::Hierarchy,
 };
 
@@ -25,6 +37,37 @@ pub enum Error {
     /// Replaying the journal failed.
     #[error("recovering faults: {0}")]
     Recover(#[from] crate::error::Error),
+}
+
+/// Loads the storage programs of the best route per operation, and takes their maps; `None`
+/// when no operation can be failed here (the reasons go to `Capabilities`).
+fn load_storage(
+    ebpf: &mut aya::Ebpf,
+    probe: &mut Probe,
+    btf: Result<&KernelBtf, &String>,
+    layout: &Result<chaos_common::storage::KernelLayout, String>,
+) -> Option<StorageKernel> {
+    let offer = Offer {
+        btf: btf.map_err(Clone::clone),
+        layout: layout.as_ref().map(drop).map_err(Clone::clone),
+        lsm: probe
+            .feature("bpf_lsm_programs")
+            .and_then(|()| probe.feature("bpf_lsm_active")),
+        trampoline: probe.feature("bpf_trampoline"),
+        override_return: probe.feature("bpf_override_return"),
+    };
+    let hooks = StorageHooks::load(ebpf, &offer);
+    probe.set_storage_routes(&hooks);
+    if hooks.routes().all(|(_, route)| route.is_err()) {
+        return None;
+    }
+    match StorageMaps::take(ebpf) {
+        Ok(maps) => Some(StorageKernel { maps, hooks }),
+        Err(err) => {
+            warn!(error = %err, "storage maps unavailable");
+            None
+        }
+    }
 }
 
 /// Probes the node, loads the programs, replays the journal.
@@ -45,7 +88,9 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
         true,
         format!("pins under {}", pins.root().display()),
     );
-    let kernel = match loader::load(&pins) {
+    let btf = KernelBtf::from_sys_fs().map_err(|err| err.to_string());
+    let layout = btf.as_ref().map_err(Clone::clone).and_then(layout::read);
+    let kernel = match loader::load(&pins, &layout.clone().unwrap_or_default()) {
         Ok(mut loaded) => {
             probe.add(
                 "cgroup_skb",
@@ -63,12 +108,14 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
             for found in features::probe(&mut loaded.ebpf) {
                 probe.add(found.name, found.available, found.detail);
             }
+            let storage = load_storage(&mut loaded.ebpf, &mut probe, btf.as_ref(), &layout);
             match NetMaps::take(&mut loaded.ebpf) {
                 Ok(net) => Some(Kernel {
                     ebpf: loaded.ebpf,
                     net,
                     links: NetLinks::default(),
                     clock: loaded.clock,
+                    storage,
                 }),
                 Err(err) => {
                     probe.refuse_network(crate::error::chain(&err));

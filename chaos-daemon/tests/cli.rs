@@ -8,9 +8,10 @@ use std::time::SystemTime;
 
 use chaos_proto::v1::fault_service_server::{FaultService, FaultServiceServer};
 use chaos_proto::v1::{
-    fault, inject_request, network_fault, CancelRequest, CapabilitiesRequest, CapabilitiesResponse,
-    Counters, Fault, FaultEvent, FaultState, FaultSupport, Feature, GetRequest, InjectRequest,
-    ListRequest, ListResponse, WatchRequest,
+    fault, inject_request, network_fault, storage_fault, CancelRequest, CapabilitiesRequest,
+    CapabilitiesResponse, Counters, DiskFill, ErrnoFault, Fault, FaultEvent, FaultState,
+    FaultSupport, Feature, GetRequest, InjectRequest, IoLimit, ListRequest, ListResponse, Outcome,
+    StorageFault, StorageOperation, WatchRequest,
 };
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
@@ -57,7 +58,70 @@ fn help_of_every_command_teaches_its_flags() {
                 "FAILED_PRECONDITION",
             ],
         ),
-        (&["inject", "--help"], &["network", "EXAMPLES", "--socket"]),
+        (
+            &["inject", "--help"],
+            &[
+                "network",
+                "storage",
+                "io-limit",
+                "disk-fill",
+                "EXAMPLES",
+                "--socket",
+            ],
+        ),
+        (
+            &["inject", "storage", "--help"],
+            &[
+                "--target",
+                "--duration",
+                "--errno",
+                "ENOSPC",
+                "--ops",
+                "fsync",
+                "sync_file_range",
+                "all",
+                "--path",
+                "--percent",
+                "[default: 100]",
+                "--max-failures",
+                "EXAMPLES",
+                "--errno EIO --ops fsync --path /var/lib/postgresql/data --duration 30s",
+                "--percent 1",
+                "pg_wal",
+                "BPF LSM",
+                "fmod_ret",
+                "bpf_override_return",
+                "chaosctl capabilities",
+                "FAILED_PRECONDITION",
+                "mounted below it",
+                "nothing is paused",
+            ],
+        ),
+        (
+            &["inject", "io-limit", "--help"],
+            &[
+                "--path",
+                "--read-bps",
+                "--write-bps",
+                "--read-iops",
+                "--write-iops",
+                "1MiB/s",
+                "io.max",
+                "EXAMPLES",
+                "chaosctl inject io-limit --target",
+            ],
+        ),
+        (
+            &["inject", "disk-fill", "--help"],
+            &[
+                "--path",
+                "--fill",
+                "95%",
+                "2GiB",
+                "EXAMPLES",
+                "chaosctl inject disk-fill --target",
+            ],
+        ),
         (
             &["inject", "network", "--help"],
             &[
@@ -106,7 +170,12 @@ fn help_of_every_command_teaches_its_flags() {
 
 #[test]
 fn short_help_and_version_work() {
-    for args in [&["-h"][..], &["inject", "network", "-h"], &["--version"]] {
+    for args in [
+        &["-h"][..],
+        &["inject", "network", "-h"],
+        &["inject", "storage", "-h"],
+        &["--version"],
+    ] {
         let output = chaosctl(args);
         assert!(output.status.success(), "{args:?}: {output:?}");
         assert!(!stdout(&output).is_empty());
@@ -181,6 +250,125 @@ fn bad_flags_fail_with_one_readable_line() {
     assert_usage_error(&["get"], "<ID>");
 }
 
+const STORAGE: &[&str] = &[
+    "inject",
+    "storage",
+    "--target",
+    "pid:1",
+    "--duration",
+    "10s",
+];
+
+/// `inject storage` with `extra`, and `--errno EIO`, `--ops read`, `--path /data` for
+/// those of the three it does not give.
+fn storage<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = STORAGE.to_vec();
+    for (flag, value) in [("--errno", "EIO"), ("--ops", "read"), ("--path", "/data")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn storage_flags_are_checked_before_sending() {
+    assert_usage_error(&storage(&["--errno", "EFOO"]), "--errno");
+    assert_usage_error(&storage(&["--errno", "0"]), "--errno");
+    assert_usage_error(&storage(&["--errno", "4096"]), "--errno");
+    assert_usage_error(&storage(&["--ops", "chmod"]), "--ops");
+    assert_usage_error(&storage(&["--ops", "read,"]), "--ops");
+    assert_usage_error(&storage(&["--percent", "0"]), "--percent");
+    assert_usage_error(&storage(&["--percent", "-5"]), "--percent");
+    assert_usage_error(&storage(&["--percent", "100.01"]), "--percent");
+    assert_usage_error(&storage(&["--percent", "NaN"]), "--percent");
+    assert_usage_error(&storage(&["--max-failures", "0"]), "--max-failures");
+    // The disk-fill and I/O-limit flags moved to their own subcommands.
+    assert_usage_error(&storage(&["--fill", "95%"]), "--fill");
+    assert_usage_error(&storage(&["--write-bps", "1MiB/s"]), "--write-bps");
+}
+
+#[test]
+fn unknown_errno_and_operation_errors_list_what_is_accepted() {
+    let err = stderr(&chaosctl(&storage(&["--errno", "EFOO"])));
+    for name in [
+        "EFOO",
+        "EIO",
+        "ENOSPC",
+        "EACCES",
+        "EROFS",
+        "EDQUOT",
+        "ETIMEDOUT",
+        "[1, 4095]",
+    ] {
+        assert!(err.contains(name), "lacks {name}: {err}");
+    }
+    let err = stderr(&chaosctl(&storage(&["--ops", "chmod"])));
+    for name in [
+        "chmod",
+        "open",
+        "fdatasync",
+        "sync_file_range",
+        "truncate",
+        "all",
+    ] {
+        assert!(err.contains(name), "lacks {name}: {err}");
+    }
+}
+
+#[test]
+fn storage_subcommands_name_their_missing_flags() {
+    let without = |flag: &str| {
+        let mut args = storage(&[]);
+        let at = args.iter().position(|a| *a == flag).expect("flag present");
+        args.drain(at..at + 2);
+        args
+    };
+    assert_usage_error(&without("--errno"), "--errno");
+    assert_usage_error(&without("--ops"), "--ops");
+    assert_usage_error(&without("--path"), "--path");
+    assert_usage_error(&without("--target"), "--target");
+    assert_usage_error(&without("--duration"), "--duration");
+
+    let io_limit = [
+        "inject",
+        "io-limit",
+        "--target",
+        "pid:1",
+        "--duration",
+        "10s",
+    ];
+    let with = |base: &[&'static str], extra: &[&'static str]| [base, extra].concat();
+    assert_usage_error(&with(&io_limit, &["--path", "/data"]), "--read-bps");
+    assert_usage_error(&with(&io_limit, &["--write-bps", "1MiB/s"]), "--path");
+    assert_usage_error(
+        &with(&io_limit, &["--path", "/data", "--read-bps", "fast"]),
+        "--read-bps",
+    );
+
+    let disk_fill = [
+        "inject",
+        "disk-fill",
+        "--target",
+        "pid:1",
+        "--duration",
+        "10s",
+    ];
+    assert_usage_error(&with(&disk_fill, &["--path", "/data"]), "--fill");
+    assert_usage_error(&with(&disk_fill, &["--fill", "95%"]), "--path");
+    assert_usage_error(
+        &with(&disk_fill, &["--path", "/data", "--fill", "lots"]),
+        "--fill",
+    );
+    let output = chaosctl(&with(&disk_fill, &["--path", "/data", "--fill", "lots"]));
+    assert!(
+        stderr(&output).contains("see 'chaosctl inject disk-fill --help'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn usage_error_points_at_the_subcommand_help() {
     let output = chaosctl(&network(&["--loss", "lots"]));
@@ -252,6 +440,30 @@ fn fault(id: &str, state: FaultState) -> Fault {
     }
 }
 
+/// An active errno fault failing PostgreSQL's writes and fsyncs, with its kernel routes.
+fn errno_fault() -> Fault {
+    Fault {
+        id: "f-errno".into(),
+        spec: Some(fault::Spec::Storage(StorageFault {
+            action: Some(storage_fault::Action::Errno(ErrnoFault {
+                errno: "EIO".into(),
+                operations: vec![
+                    StorageOperation::Write as i32,
+                    StorageOperation::Fsync as i32,
+                ],
+                path: "/var/lib/postgresql/data".into(),
+                percent: 1.0,
+                max_failures: 0,
+            })),
+        })),
+        outcome: Some(Outcome {
+            backends: "write: bpf_lsm; fsync: kprobe_override".into(),
+            ..Outcome::default()
+        }),
+        ..fault("f-errno", FaultState::Active)
+    }
+}
+
 #[tonic::async_trait]
 impl FaultService for FakeDaemon {
     async fn inject(&self, request: Request<InjectRequest>) -> Result<Response<Fault>, Status> {
@@ -259,23 +471,27 @@ impl FaultService for FakeDaemon {
         if let Ok(mut last) = self.last_inject.lock() {
             *last = Some(request.clone());
         }
-        let Some(inject_request::Spec::Network(network)) = request.spec else {
-            return Err(Status::invalid_argument("spec: required"));
-        };
-        if let Some(network_fault::Action::Loss(loss)) = &network.action {
-            if loss.percent > 100.0 {
-                return Err(Status::invalid_argument(format!(
-                    "loss.percent: must be in (0, 100], got {}",
-                    loss.percent
-                )));
+        let spec = match request.spec {
+            Some(inject_request::Spec::Network(network)) => {
+                if let Some(network_fault::Action::Loss(loss)) = &network.action {
+                    if loss.percent > 100.0 {
+                        return Err(Status::invalid_argument(format!(
+                            "loss.percent: must be in (0, 100], got {}",
+                            loss.percent
+                        )));
+                    }
+                }
+                fault::Spec::Network(network)
             }
-        }
+            Some(inject_request::Spec::Storage(storage)) => fault::Spec::Storage(storage),
+            _ => return Err(Status::invalid_argument("spec: required")),
+        };
         let duration = request.duration.unwrap_or_default();
         let start = request.start_at_unix_ns;
         Ok(Response::new(Fault {
             id: "f-new".into(),
             target: request.target,
-            spec: Some(fault::Spec::Network(network)),
+            spec: Some(spec),
             start_at_unix_ns: start,
             end_at_unix_ns: start + duration.seconds as u64 * 1_000_000_000,
             state: FaultState::Pending as i32,
@@ -295,6 +511,7 @@ impl FaultService for FakeDaemon {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Fault>, Status> {
         match request.into_inner().id.as_str() {
             "f-1" => Ok(Response::new(fault("f-1", FaultState::Active))),
+            "f-errno" => Ok(Response::new(errno_fault())),
             id => Err(Status::not_found(format!("fault {id}: no such fault"))),
         }
     }
@@ -458,6 +675,191 @@ fn inject_partition_table() {
     assert!(text.contains("f-new"), "{text}");
     assert!(text.contains("network.partition"), "{text}");
     assert_eq!(daemon.last_inject().map(|r| r.start_at_unix_ns), Some(0));
+}
+
+/// The storage action of the last request `daemon` received.
+fn last_storage_action(daemon: &Daemon) -> Option<storage_fault::Action> {
+    match daemon.last_inject()?.spec? {
+        inject_request::Spec::Storage(storage) => storage.action,
+        _ => None,
+    }
+}
+
+#[test]
+fn inject_storage_sends_an_errno_fault_and_prints_it() {
+    let daemon = Daemon::start();
+    let output = daemon.run(&[
+        "-o",
+        "json",
+        "inject",
+        "storage",
+        "--target",
+        "cgroup:/system.slice/postgresql.service",
+        "--errno",
+        "eio",
+        "--ops",
+        "fsync,write",
+        "--path",
+        "/var/lib/postgresql/data",
+        "--percent",
+        "1",
+        "--max-failures",
+        "5",
+        "--duration",
+        "30s",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = ErrnoFault {
+        errno: "EIO".into(),
+        operations: vec![
+            StorageOperation::Write as i32,
+            StorageOperation::Fsync as i32,
+        ],
+        path: "/var/lib/postgresql/data".into(),
+        percent: 1.0,
+        max_failures: 5,
+    };
+    assert_eq!(
+        last_storage_action(&daemon),
+        Some(storage_fault::Action::Errno(expected))
+    );
+    assert_eq!(
+        daemon
+            .last_inject()
+            .and_then(|r| r.duration)
+            .map(|d| d.seconds),
+        Some(30)
+    );
+
+    let printed = json(&output);
+    assert_eq!(printed["kind"], "storage.errno");
+    assert_eq!(printed["storage"]["errno"], "EIO");
+    assert_eq!(
+        printed["storage"]["operations"],
+        serde_json::json!(["write", "fsync"])
+    );
+    assert_eq!(printed["storage"]["path"], "/var/lib/postgresql/data");
+    assert_eq!(printed["storage"]["percent"], 1.0);
+    assert_eq!(printed["storage"]["max_failures"], 5);
+}
+
+#[test]
+fn inject_storage_number_all_ops_and_defaults() {
+    let daemon = Daemon::start();
+    let output = daemon.run(&storage(&[
+        "--errno",
+        "28",
+        "--ops",
+        "all",
+        "--ops",
+        "sync-file-range",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let Some(storage_fault::Action::Errno(errno)) = last_storage_action(&daemon) else {
+        panic!("no errno fault sent");
+    };
+    assert_eq!(errno.errno, "28");
+    let all: Vec<i32> = (1..=12).collect();
+    assert_eq!(errno.operations, all);
+    assert_eq!(errno.percent, 100.0);
+    assert_eq!(errno.max_failures, 0);
+    let text = stdout(&output);
+    assert!(text.contains("storage.errno"), "{text}");
+}
+
+#[test]
+fn inject_io_limit_and_disk_fill() {
+    let daemon = Daemon::start();
+    let output = daemon.run(&[
+        "inject",
+        "io-limit",
+        "--target",
+        "pid:4242",
+        "--path",
+        "/var/lib/postgresql",
+        "--write-bps",
+        "1MiB/s",
+        "--write-iops",
+        "50",
+        "--duration",
+        "2m",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = IoLimit {
+        path: "/var/lib/postgresql".into(),
+        read_bytes_per_second: 0,
+        write_bytes_per_second: 1 << 20,
+        read_iops: 0,
+        write_iops: 50,
+    };
+    assert_eq!(
+        last_storage_action(&daemon),
+        Some(storage_fault::Action::IoLimit(expected))
+    );
+    assert!(
+        stdout(&output).contains("storage.io_limit"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = daemon.run(&[
+        "-o",
+        "json",
+        "inject",
+        "disk-fill",
+        "--target",
+        "container:3f2a9c1b7d04",
+        "--path",
+        "/data",
+        "--fill",
+        "95%",
+        "--duration",
+        "5m",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let expected = DiskFill {
+        path: "/data".into(),
+        percent: 95.0,
+        bytes: 0,
+    };
+    assert_eq!(
+        last_storage_action(&daemon),
+        Some(storage_fault::Action::DiskFill(expected))
+    );
+    let printed = json(&output);
+    assert_eq!(printed["kind"], "storage.disk_fill");
+    assert_eq!(printed["storage"]["fill_percent"], 95.0);
+}
+
+#[test]
+fn get_shows_an_errno_fault_and_its_kernel_routes() {
+    let daemon = Daemon::start();
+    let output = daemon.run(&["get", "f-errno"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "storage.errno",
+        "Errno:",
+        "EIO",
+        "Operations:",
+        "write, fsync",
+        "/var/lib/postgresql/data",
+        "1% of calls",
+        "no limit",
+        "Kernel routes:",
+        "write: bpf_lsm; fsync: kprobe_override",
+    ] {
+        assert!(text.contains(expected), "lacks {expected:?}:\n{text}");
+    }
+
+    let output = daemon.run(&["get", "f-errno", "-o", "json"]);
+    let printed = json(&output);
+    assert_eq!(
+        printed["outcome"]["backends"],
+        "write: bpf_lsm; fsync: kprobe_override"
+    );
+    assert_eq!(printed["storage"]["operations"][1], "fsync");
+    assert_eq!(printed["storage"].get("max_failures"), None);
 }
 
 #[test]

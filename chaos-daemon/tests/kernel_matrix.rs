@@ -100,18 +100,64 @@ async fn probes_match_the_kernel() {
             found.detail
         );
     }
-    let storage = caps
-        .faults
-        .iter()
-        .find(|f| f.kind == "storage.errno")
-        .expect("storage.errno support entry");
-    let override_route = expected.contains(&("bpf_override_return", true));
-    assert_eq!(
-        storage.detail.contains("bpf_override_return on syscalls"),
-        override_route,
-        "{kernel}: {storage:?}"
-    );
+    let Some((_, routes)) = ROUTES.iter().find(|(name, _)| *name == kernel) else {
+        return;
+    };
+    for (op, route) in *routes {
+        let kind = format!("storage.errno.{op}");
+        let found = caps
+            .faults
+            .iter()
+            .find(|f| f.kind == kind)
+            .unwrap_or_else(|| panic!("{kernel}: no {kind}: {caps:?}"));
+        match route {
+            Some(route) => assert!(
+                found.supported && found.detail.ends_with(route),
+                "{kernel}: {kind} should go by {route}: {found:?}"
+            ),
+            None => assert!(
+                !found.supported,
+                "{kernel}: {kind} should be refused: {found:?}"
+            ),
+        }
+    }
 }
+
+/// An operation and the route expected for it (`None`: refused).
+type Route = (&'static str, Option<&'static str>);
+
+/// Expected route of some storage errno operations per kernel.
+const ROUTES: &[(&str, &[Route])] = &[
+    ("host", &[("open", None), ("write", None), ("fsync", None)]),
+    (
+        "debian-6.1",
+        &[
+            ("open", Some("bpf_lsm")),
+            ("write", Some("bpf_lsm")),
+            ("truncate", Some("bpf_lsm")),
+            ("fsync", None),
+        ],
+    ),
+    (
+        "debian-6.1-nolsm",
+        &[
+            ("open", Some("fmod_ret")),
+            ("write", Some("fmod_ret")),
+            ("truncate", Some("fmod_ret")),
+            ("fsync", None),
+        ],
+    ),
+    (
+        "faultline-6.1",
+        &[
+            ("open", Some("bpf_lsm")),
+            ("write", Some("bpf_lsm")),
+            ("fsync", Some("kprobe_override")),
+            ("fdatasync", Some("kprobe_override")),
+            ("sync_file_range", Some("kprobe_override")),
+        ],
+    ),
+];
 
 /// Fails only under `cargo xtask vm-test --fail-on-purpose`: proves that a failing test makes
 /// its kernel's row fail and the command exit non-zero.

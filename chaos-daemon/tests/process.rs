@@ -178,7 +178,7 @@ async fn pause_freezes_then_thaws_at_the_end() {
             state = daemon.get_blocking(&fault.id);
             state
                 .as_ref()
-                .and_then(|f| f.outcome)
+                .and_then(|f| f.outcome.as_ref())
                 .is_some_and(|o| o.frozen)
         }),
         "the fault does not report the cgroup frozen: {state:?}"

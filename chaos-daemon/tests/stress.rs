@@ -271,7 +271,7 @@ async fn memory_over_the_limit_needs_allow_oom_and_then_reports_the_oom_kill() {
     assert!(
         wait_until(DEADLINE, || {
             outcome = daemon.get_blocking(&fault.id).and_then(|f| f.outcome);
-            outcome.is_some_and(|o| o.oom_kills >= 1)
+            outcome.as_ref().is_some_and(|o| o.oom_kills >= 1)
         }),
         "no OOM kill reported: {outcome:?}"
     );

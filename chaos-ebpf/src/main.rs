@@ -1,10 +1,12 @@
 //! faultline's eBPF object: every program the daemon loads, one module per fault family.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 mod clock;
 mod net;
 mod probe;
+mod storage;
 
 /// The object must carry a GPL-compatible license to call GPL-only helpers such as
 /// `bpf_ktime_get_tai_ns`.

@@ -167,7 +167,7 @@ fn apply(slot: u32, dir: u8, now: u64, pkt: &Packet) -> bool {
     if draw >= fault.threshold {
         return false;
     }
-    counters.dropped += 1;
+    counters.affected += 1;
     if counters.first_ns == 0 {
         counters.first_ns = now;
     }

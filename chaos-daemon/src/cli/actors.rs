@@ -1,10 +1,9 @@
-//! Flags of `inject process`, `inject stress` and `inject storage`, and the requests they make.
+//! Flags of `inject process` and `inject stress`, and the requests they make.
 use std::time::{Duration, SystemTime};
 
 use chaos_proto::v1::{
-    inject_request, process_fault, storage_fault, stress_fault, CpuStress, DiskFill, InjectRequest,
-    IoLimit, Kill, MainProcess, MemoryStress, Pause, ProcessFault, Restart, StorageFault,
-    StressFault,
+    inject_request, process_fault, stress_fault, CpuStress, InjectRequest, Kill, MainProcess,
+    MemoryStress, Pause, ProcessFault, Restart, StressFault,
 };
 use clap::{ArgGroup, Args};
 
@@ -46,104 +45,6 @@ EXAMPLES:
 
 When the target's memory limit is reached, the kernel's OOM killer picks a process of the
 target's cgroup: the worker or one of the target's own. `get` reports OOM kills.";
-
-pub const STORAGE_AFTER_HELP: &str = "\
-EXAMPLES:
-  # Fill PostgreSQL's data file system to 95 % for 5 minutes
-  chaosctl inject storage --target cgroup:/system.slice/postgresql.service \\
-      --path /var/lib/postgresql --fill 95% --duration 5m
-
-  # Add 2 GiB to the file system a container sees at /data (its volume, not the node's /data)
-  chaosctl inject storage --target container:3f2a9c1b7d04 --path /data --fill 2GiB --duration 1m
-
-  # A slow disk: 1 MiB/s and 50 write IOPS on the disk holding PostgreSQL's WAL
-  chaosctl inject storage --target cgroup:/system.slice/postgresql.service \\
-      --path /var/lib/postgresql --write-bps 1MiB/s --write-iops 50 --duration 2m
-
-The fill file (.faultline-fill-<id> in --path, or in its directory) is removed, and the I/O
-limits found before are written back, at the end, on cancel, and by a restarted daemon.
-I/O limits use the target's io.max (cgroup v2, io controller enabled) or the v1 blkio
-throttle of its processes, on the whole disk holding --path.";
-
-/// Flags of `inject storage`.
-#[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("storage_action").required(true).multiple(true).args([
-    "fill", "read_bps", "write_bps", "read_iops", "write_iops"
-])))]
-pub struct StorageArgs {
-    /// Who, when and how long.
-    #[command(flatten)]
-    pub window: WindowArgs,
-
-    /// A path as the target sees it (resolved in its mount namespace).
-    ///
-    /// Example: --path /var/lib/postgresql/data
-    #[arg(long, value_name = "PATH")]
-    pub path: String,
-
-    /// Fill the file system holding --path: up to a percentage used, or by a size.
-    ///
-    /// Examples: --fill 95%, --fill 2GiB
-    #[arg(
-        long,
-        value_name = "PERCENT|SIZE",
-        value_parser = parse_size_or_percent,
-        conflicts_with_all = ["read_bps", "write_bps", "read_iops", "write_iops"]
-    )]
-    pub fill: Option<SizeOrPercent>,
-
-    /// Limit the target's reads from the disk holding --path to this rate.
-    ///
-    /// Example: --read-bps 10MiB/s
-    #[arg(long, value_name = "SIZE/s", value_parser = parse_rate)]
-    pub read_bps: Option<u64>,
-
-    /// Limit the target's writes to the disk holding --path to this rate.
-    ///
-    /// Example: --write-bps 1MiB/s
-    #[arg(long, value_name = "SIZE/s", value_parser = parse_rate)]
-    pub write_bps: Option<u64>,
-
-    /// Limit the target's read operations per second on that disk.
-    #[arg(long, value_name = "IOPS")]
-    pub read_iops: Option<u64>,
-
-    /// Limit the target's write operations per second on that disk.
-    #[arg(long, value_name = "IOPS")]
-    pub write_iops: Option<u64>,
-}
-
-impl StorageArgs {
-    /// The `Inject` request these flags describe.
-    pub fn to_inject_request(&self, now: SystemTime) -> Result<InjectRequest, CliError> {
-        let action = match self.fill {
-            Some(fill) => {
-                let (percent, bytes) = match fill {
-                    SizeOrPercent::Percent(p) => (p, 0),
-                    SizeOrPercent::Bytes(b) => (0.0, b),
-                };
-                storage_fault::Action::DiskFill(DiskFill {
-                    path: self.path.clone(),
-                    percent,
-                    bytes,
-                })
-            }
-            None => storage_fault::Action::IoLimit(IoLimit {
-                path: self.path.clone(),
-                read_bytes_per_second: self.read_bps.unwrap_or(0),
-                write_bytes_per_second: self.write_bps.unwrap_or(0),
-                read_iops: self.read_iops.unwrap_or(0),
-                write_iops: self.write_iops.unwrap_or(0),
-            }),
-        };
-        self.window.to_request(
-            now,
-            inject_request::Spec::Storage(StorageFault {
-                action: Some(action),
-            }),
-        )
-    }
-}
 
 /// Flags of `inject process`.
 #[derive(Debug, Clone, Args)]

@@ -48,7 +48,10 @@ EXAMPLES:
       --partition --cidr 10.0.0.0/8 --direction egress
   chaosctl inject process --target container:3f2a9c1b7d04 --pause --duration 30s
   chaosctl inject stress --target cgroup:/system.slice/postgresql.service --cpu 2 --load 80 --duration 1m
-  chaosctl inject storage --target container:3f2a9c1b7d04 --path /data --fill 95% --duration 5m";
+  chaosctl inject storage --target cgroup:/system.slice/postgresql.service \\
+      --errno EIO --ops fsync --path /var/lib/postgresql/data --duration 30s
+  chaosctl inject io-limit --target container:3f2a9c1b7d04 --path /data --write-bps 1MiB/s --duration 2m
+  chaosctl inject disk-fill --target container:3f2a9c1b7d04 --path /data --fill 95% --duration 5m";
 
 const NETWORK_AFTER_HELP: &str = "\
 EXAMPLES:
@@ -235,12 +238,26 @@ pub enum InjectCommand {
     /// daemon dies.
     #[command(after_help = super::actors::STRESS_AFTER_HELP)]
     Stress(super::actors::StressArgs),
+    /// Make a target's file system calls under a path fail with an errno (EIO, ENOSPC...).
+    ///
+    /// The chosen calls (--ops) on the file or directory tree at --path fail in the kernel
+    /// with --errno, for the target's processes only, from --start-at for --duration;
+    /// --percent and --max-failures bound how many fail. For a full disk or a slow disk,
+    /// see `inject disk-fill` and `inject io-limit`.
+    #[command(after_help = super::storage::STORAGE_AFTER_HELP)]
+    Storage(super::storage::StorageArgs),
+    /// Slow down a target's I/O to the disk holding a path (bytes/s and IOPS limits).
+    ///
+    /// The path is resolved in the target's mount namespace; the limits apply to the
+    /// target's reads and writes of the whole disk holding it.
+    #[command(after_help = super::storage::IO_LIMIT_AFTER_HELP)]
+    IoLimit(super::storage::IoLimitArgs),
     /// Fill the file system a target sees at a path, for the window.
     ///
     /// The path is resolved in the target's mount namespace, so a container's path means
     /// the container's file system.
-    #[command(after_help = super::actors::STORAGE_AFTER_HELP)]
-    Storage(super::actors::StorageArgs),
+    #[command(after_help = super::storage::DISK_FILL_AFTER_HELP)]
+    DiskFill(super::storage::DiskFillArgs),
 }
 
 /// A fault id argument.

@@ -10,6 +10,7 @@ pub mod output;
 pub mod parse;
 pub mod request;
 pub mod run;
+pub mod storage;
 pub mod table;
 pub mod view;
 

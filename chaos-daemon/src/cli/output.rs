@@ -141,6 +141,18 @@ pub fn write_fault_detail(
     ]);
     if let Some(s) = &view.storage {
         fields.push(("Path", s.path.clone()));
+        if let Some(errno) = &s.errno {
+            let percent = s.percent.unwrap_or(100.0);
+            let limit = s
+                .max_failures
+                .map_or_else(|| "no limit".to_owned(), |n| n.to_string());
+            fields.extend([
+                ("Errno", errno.clone()),
+                ("Operations", s.operations.join(", ")),
+                ("Failing", format!("{percent}% of calls")),
+                ("Max failures", limit),
+            ]);
+        }
         if let Some(percent) = s.fill_percent {
             fields.push(("Fill to", format!("{percent}% used")));
         }
@@ -184,6 +196,9 @@ pub fn write_fault_detail(
                 "File system used",
                 format!("{:.1}%", o.filesystem_used_percent),
             ));
+        }
+        if !o.backends.is_empty() {
+            fields.push(("Kernel routes", o.backends.clone()));
         }
         if view.kind.starts_with("stress.") {
             fields.push(("Workers alive", o.workers.to_string()));
@@ -381,6 +396,23 @@ mod tests {
         assert!(text.contains("Ports:          5432\n"), "{text}");
         assert!(text.contains("Peers:          10.0.0.0/8\n"), "{text}");
         assert!(text.contains("Ended:          -\n"), "{text}");
+    }
+
+    #[test]
+    fn detail_lists_an_errno_fault() {
+        let fault = crate::cli::view::tests::errno_fault();
+        let text = render(|out| write_fault_detail(out, OutputFormat::Table, &fault));
+        for line in [
+            "Kind:           storage.errno\n",
+            "Path:           /var/lib/postgresql/data\n",
+            "Errno:          EIO\n",
+            "Operations:     write, fsync\n",
+            "Failing:        100% of calls\n",
+            "Max failures:   3\n",
+            "Kernel routes:  write: bpf_lsm; fsync: kprobe_override\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! Value parsers for `chaosctl` flags: durations, start times, port ranges and percentages.
+//! Value parsers for `chaosctl` flags: durations, start times, port ranges, percentages,
+//! sizes and errno values.
 //!
 //! They reject only what cannot be represented in a request (not a number, malformed
 //! syntax). Range checks such as "loss in (0, 100]" are the daemon's: it answers
 //! INVALID_ARGUMENT naming the field, and repeating them here would let the two drift.
+//! Two flags of `inject storage` are the exceptions: `--errno`, whose name is mapped here
+//! to one canonical spelling (so a typo fails before anything is armed), and `--percent`,
+//! whose 0 would silently mean 100 in the request.
 
 use std::time::{Duration, SystemTime};
 
 use chaos_proto::v1::PortRange;
+use nix::errno::Errno;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -24,6 +29,19 @@ pub enum ParseError {
     /// An amount that is neither a size nor a percentage.
     #[error("`{0}` is not a size or a percentage (examples: 512MiB, 50%)")]
     SizeOrPercent(String),
+    /// A failure share outside (0, 100] or not a number.
+    #[error("`{0}` is not a percentage in (0, 100] (examples: 100, 1, 0.5%)")]
+    FailPercent(String),
+    /// A count that is not a whole number of at least 1.
+    #[error("`{0}` is not a whole number of at least 1 (omit the flag for no limit)")]
+    Count(String),
+    /// An errno that is neither a known name nor a number in [1, 4095].
+    #[error(
+        "`{0}` is not an errno name nor a number in [1, 4095] (names in any case, e.g. \
+         {examples}; or a number, e.g. 5)",
+        examples = ERRNO_EXAMPLES
+    )]
+    Errno(String),
     /// A port that is not `P` or `A-B` with decimal numbers.
     #[error("`{0}` is not a port or port range (examples: 443, 8000-8080)")]
     Port(String),
@@ -98,6 +116,71 @@ pub fn parse_percent(input: &str) -> Result<f64, ParseError> {
         Ok(value) if value.is_finite() => Ok(value),
         _ => Err(ParseError::Percent(input.to_owned())),
     }
+}
+
+/// Parses `inject storage --percent`: like [`parse_percent`], but only in (0, 100], since
+/// the request's 0 means 100.
+pub fn parse_fail_percent(input: &str) -> Result<f64, ParseError> {
+    match parse_percent(input) {
+        Ok(value) if value > 0.0 && value <= 100.0 => Ok(value),
+        _ => Err(ParseError::FailPercent(input.to_owned())),
+    }
+}
+
+/// Parses a count that must be at least 1, such as `--max-failures 10`.
+pub fn parse_positive_count(input: &str) -> Result<u64, ParseError> {
+    let text = input.trim();
+    // `u64::from_str` accepts a leading '+', which reads as an offset rather than a count.
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::Count(input.to_owned()));
+    }
+    match text.parse::<u64>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(ParseError::Count(input.to_owned())),
+    }
+}
+
+/// Errno names most storage faults use, listed in `--errno`'s error message.
+const ERRNO_EXAMPLES: &str = "EIO, ENOSPC, EACCES, EROFS, EDQUOT, EPERM, EBUSY, EAGAIN, \
+                              ENOMEM, EINTR, ENOENT, EEXIST, ETIMEDOUT";
+
+/// The largest errno a system call can return (the kernel's MAX_ERRNO).
+const MAX_ERRNO: u16 = 4095;
+
+/// Names of the C library that are aliases of another errno, and that errno's name.
+const ERRNO_ALIASES: &[(&str, &str)] = &[
+    ("EWOULDBLOCK", "EAGAIN"),
+    ("EDEADLOCK", "EDEADLK"),
+    ("ENOTSUP", "EOPNOTSUPP"),
+];
+
+/// Parses `--errno`: a name in any case (`EIO`, `enospc`) or a number in [1, 4095] (`5`).
+/// Returns what the request carries: the canonical upper-case name, or the number in
+/// decimal when a number was given.
+pub fn parse_errno(input: &str) -> Result<String, ParseError> {
+    let text = input.trim();
+    let bad = || ParseError::Errno(input.to_owned());
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u16>() {
+            Ok(number @ 1..=MAX_ERRNO) => Ok(number.to_string()),
+            _ => Err(bad()),
+        };
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = ERRNO_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == upper)
+        .map_or(upper.as_str(), |(_, canonical)| canonical);
+    errno_named(name).ok_or_else(bad)
+}
+
+/// The errno whose upper-case name is `name`, spelled as the C library spells it.
+fn errno_named(name: &str) -> Option<String> {
+    (1..=i32::from(MAX_ERRNO))
+        .map(Errno::from_raw)
+        .filter(|errno| *errno != Errno::UnknownErrno)
+        .map(|errno| format!("{errno:?}"))
+        .find(|known| known == name)
 }
 
 /// Parses a size in bytes: `4096`, `512MiB`, `512M` (= MiB), `1.5GiB`, `100MB` (decimal).
@@ -252,6 +335,63 @@ mod tests {
         for bad in ["", "%", "abc", "30%%", "NaN", "inf", "3O"] {
             assert!(parse_percent(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fail_percent_is_in_range() {
+        assert_eq!(parse_fail_percent("100"), Ok(100.0));
+        assert_eq!(parse_fail_percent("0.01%"), Ok(0.01));
+        assert_eq!(parse_fail_percent("1"), Ok(1.0));
+        for bad in ["0", "-1", "100.5", "NaN", "inf", "", "lots"] {
+            assert!(parse_fail_percent(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn positive_counts() {
+        assert_eq!(parse_positive_count("10"), Ok(10));
+        assert_eq!(parse_positive_count(" 1 "), Ok(1));
+        for bad in ["0", "-1", "+3", "", "ten", "1.5", "99999999999999999999"] {
+            assert!(parse_positive_count(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn errno_names_and_numbers() {
+        let ok = |s: &str| parse_errno(s).ok();
+        assert_eq!(ok("EIO").as_deref(), Some("EIO"));
+        assert_eq!(ok("eio").as_deref(), Some("EIO"));
+        assert_eq!(ok(" EnoSpc ").as_deref(), Some("ENOSPC"));
+        assert_eq!(ok("etimedout").as_deref(), Some("ETIMEDOUT"));
+        assert_eq!(ok("EDQUOT").as_deref(), Some("EDQUOT"));
+        assert_eq!(ok("EWOULDBLOCK").as_deref(), Some("EAGAIN"));
+        assert_eq!(ok("5").as_deref(), Some("5"));
+        assert_eq!(ok("005").as_deref(), Some("5"));
+        assert_eq!(ok("4095").as_deref(), Some("4095"));
+    }
+
+    #[test]
+    fn errno_rejects_unknown_names_and_numbers() {
+        for bad in [
+            "",
+            "EFOO",
+            "IO",
+            "0",
+            "4096",
+            "-5",
+            "+5",
+            "UnknownErrno",
+            "E IO",
+        ] {
+            assert!(parse_errno(bad).is_err(), "{bad:?} accepted");
+        }
+        let message = parse_errno("EFOO").err().map(|e| e.to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("EIO, ENOSPC")),
+            "{message:?}"
+        );
     }
 
     #[test]

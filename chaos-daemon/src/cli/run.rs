@@ -37,6 +37,8 @@ pub async fn execute(
                 InjectCommand::Process(args) => args.to_inject_request(now)?,
                 InjectCommand::Stress(args) => args.to_inject_request(now)?,
                 InjectCommand::Storage(args) => args.to_inject_request(now)?,
+                InjectCommand::IoLimit(args) => args.to_inject_request(now)?,
+                InjectCommand::DiskFill(args) => args.to_inject_request(now)?,
             };
             let fault = client.inject(request).await?.into_inner();
             output::write_fault(out, format, &fault)

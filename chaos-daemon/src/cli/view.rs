@@ -4,7 +4,7 @@
 use chaos_proto::v1::{
     fault, network_fault, process_fault, storage_fault, stress_fault, CapabilitiesResponse,
     Direction, Fault, FaultState, NetworkFault, Outcome, ProcessFault, Protocol, StorageFault,
-    StressFault,
+    StorageOperation, StressFault,
 };
 use serde::Serialize;
 
@@ -113,6 +113,18 @@ pub struct StressSpecView {
 pub struct StorageSpecView {
     /// The path, as the target sees it.
     pub path: String,
+    /// errno: the error calls fail with, a name ("EIO") or a number, as requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// errno: the calls failed, e.g. ["read", "fsync"].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<&'static str>,
+    /// errno: the percentage of matching calls failed (the request's 0 spelled out as 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// errno: failing stops after this many failures; absent = no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<u64>,
     /// disk_fill: fill until the file system is this percent used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fill_percent: Option<f64>,
@@ -135,6 +147,10 @@ impl From<&StorageFault> for StorageSpecView {
         let nonzero = |v: u64| (v != 0).then_some(v);
         let mut view = Self {
             path: String::new(),
+            errno: None,
+            operations: Vec::new(),
+            percent: None,
+            max_failures: None,
             fill_percent: None,
             fill_bytes: None,
             read_bytes_per_second: None,
@@ -143,6 +159,13 @@ impl From<&StorageFault> for StorageSpecView {
             write_iops: None,
         };
         match &s.action {
+            Some(storage_fault::Action::Errno(e)) => {
+                view.path = e.path.clone();
+                view.errno = Some(e.errno.clone());
+                view.operations = e.operations.iter().copied().map(operation_name).collect();
+                view.percent = Some(if e.percent == 0.0 { 100.0 } else { e.percent });
+                view.max_failures = nonzero(e.max_failures);
+            }
             Some(storage_fault::Action::DiskFill(f)) => {
                 view.path = f.path.clone();
                 view.fill_percent = (f.percent != 0.0).then_some(f.percent);
@@ -162,7 +185,7 @@ impl From<&StorageFault> for StorageSpecView {
 }
 
 /// What a process, stress or storage fault did (the proto's `Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutcomeView {
     pub signalled: u64,
     pub rounds: u32,
@@ -175,6 +198,10 @@ pub struct OutcomeView {
     pub oom_kills: u64,
     pub filled_bytes: u64,
     pub filesystem_used_percent: f64,
+    /// storage.errno: how each operation is failed on this kernel, e.g.
+    /// "open, write: bpf_lsm; fsync: kprobe_override"; absent when the daemon sent none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub backends: String,
 }
 
 impl From<&Outcome> for OutcomeView {
@@ -191,6 +218,7 @@ impl From<&Outcome> for OutcomeView {
             oom_kills: o.oom_kills,
             filled_bytes: o.filled_bytes,
             filesystem_used_percent: o.filesystem_used_percent,
+            backends: o.backends.clone(),
         }
     }
 }
@@ -443,6 +471,7 @@ pub fn process_kind(process: &ProcessFault) -> &'static str {
 /// The kind of a storage fault, named as `capabilities` names it.
 pub fn storage_kind(storage: &StorageFault) -> &'static str {
     match storage.action {
+        Some(storage_fault::Action::Errno(_)) => "storage.errno",
         Some(storage_fault::Action::DiskFill(_)) => "storage.disk_fill",
         Some(storage_fault::Action::IoLimit(_)) => "storage.io_limit",
         None => "storage",
@@ -464,6 +493,26 @@ pub fn network_kind(network: &NetworkFault) -> &'static str {
         Some(network_fault::Action::Loss(_)) => "network.loss",
         Some(network_fault::Action::Partition(_)) => "network.partition",
         None => "network",
+    }
+}
+
+/// The lowercase name of a `StorageOperation`, as `inject storage --ops` spells it;
+/// "unknown" for values a newer daemon may send.
+pub fn operation_name(operation: i32) -> &'static str {
+    match StorageOperation::try_from(operation) {
+        Ok(StorageOperation::Open) => "open",
+        Ok(StorageOperation::Read) => "read",
+        Ok(StorageOperation::Write) => "write",
+        Ok(StorageOperation::Fsync) => "fsync",
+        Ok(StorageOperation::Fdatasync) => "fdatasync",
+        Ok(StorageOperation::SyncFileRange) => "sync_file_range",
+        Ok(StorageOperation::Create) => "create",
+        Ok(StorageOperation::Mkdir) => "mkdir",
+        Ok(StorageOperation::Unlink) => "unlink",
+        Ok(StorageOperation::Rmdir) => "rmdir",
+        Ok(StorageOperation::Rename) => "rename",
+        Ok(StorageOperation::Truncate) => "truncate",
+        Ok(StorageOperation::Unspecified) | Err(_) => "unknown",
     }
 }
 
@@ -565,6 +614,73 @@ pub(crate) mod tests {
             json.as_ref().and_then(|j| j["spec"].get("loss_percent")),
             None
         );
+    }
+
+    /// An errno fault on PostgreSQL's data directory, with the routes the daemon reports.
+    pub(crate) fn errno_fault() -> Fault {
+        Fault {
+            spec: Some(fault::Spec::Storage(StorageFault {
+                action: Some(storage_fault::Action::Errno(chaos_proto::v1::ErrnoFault {
+                    errno: "EIO".into(),
+                    operations: vec![
+                        StorageOperation::Write as i32,
+                        StorageOperation::Fsync as i32,
+                    ],
+                    path: "/var/lib/postgresql/data".into(),
+                    percent: 0.0,
+                    max_failures: 3,
+                })),
+            })),
+            outcome: Some(Outcome {
+                backends: "write: bpf_lsm; fsync: kprobe_override".into(),
+                ..Outcome::default()
+            }),
+            ..sample_fault()
+        }
+    }
+
+    #[test]
+    fn errno_fault_json_shape() {
+        let json = serde_json::to_value(FaultView::from(&errno_fault())).ok();
+        let json = json.as_ref();
+        assert_eq!(json.map(|j| &j["kind"]), Some(&"storage.errno".into()));
+        let expected = serde_json::json!({
+            "path": "/var/lib/postgresql/data",
+            "errno": "EIO",
+            "operations": ["write", "fsync"],
+            "percent": 100.0,
+            "max_failures": 3
+        });
+        assert_eq!(json.map(|j| &j["storage"]), Some(&expected));
+        assert_eq!(
+            json.map(|j| &j["outcome"]["backends"]),
+            Some(&"write: bpf_lsm; fsync: kprobe_override".into())
+        );
+    }
+
+    #[test]
+    fn empty_backends_are_left_out() {
+        let mut fault = errno_fault();
+        fault.outcome = Some(Outcome::default());
+        let json = serde_json::to_value(FaultView::from(&fault)).ok();
+        assert_eq!(
+            json.as_ref().and_then(|j| j["outcome"].get("backends")),
+            None
+        );
+    }
+
+    #[test]
+    fn operation_names_match_the_flag_values() {
+        assert_eq!(
+            operation_name(StorageOperation::SyncFileRange as i32),
+            "sync_file_range"
+        );
+        assert_eq!(
+            operation_name(StorageOperation::Truncate as i32),
+            "truncate"
+        );
+        assert_eq!(operation_name(0), "unknown");
+        assert_eq!(operation_name(99), "unknown");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The one path every fault takes: validate → resolve → journal → arm → watch → disarm.
 //!
-//! Network faults are enforced by the kernel, which opens and closes their windows itself;
-//! process and stress faults ([`Actor`]s) are carried out by the daemon at the window's edges.
+//! Network and storage errno faults are enforced by the kernel, which opens and closes their
+//! windows itself; process, stress and other storage faults ([`Actor`]s) are carried out by the daemon at the window's edges.
 //! Either way the engine arms, reports, and cleans up after the end (or on cancel, shutdown,
 //! or the next start after a crash).
+mod errnoarm;
 mod lifecycle;
 mod netarm;
 mod recover;
@@ -24,12 +25,16 @@ use crate::{
     error::Error,
     faults::{
         actor::Actor,
+        errno,
         network::{self, NetPlan},
         process, storage, stress,
         window::{Limits, Window},
     },
     journal::{self, CgroupRef, Journal, Record, Undo},
-    kernel::{links::NetLinks, netmaps::NetMaps, pins::Pins, probe::Probe},
+    kernel::{
+        hooks::StorageHooks, links::NetLinks, netmaps::NetMaps, pins::Pins, probe::Probe,
+        storagemaps::StorageMaps,
+    },
     targets::{self, Hierarchy},
 };
 
@@ -43,12 +48,22 @@ pub struct Kernel {
     pub net: NetMaps,
     pub links: NetLinks,
     pub clock: KernelClock,
+    /// The storage errno programs and maps, where some route exists.
+    pub storage: Option<StorageKernel>,
+}
+
+/// The storage errno part of the kernel state.
+pub struct StorageKernel {
+    pub maps: StorageMaps,
+    pub hooks: StorageHooks,
 }
 
 /// How an armed fault acts.
 enum Action {
     /// Parameters in a kernel slot; the programs apply them.
     Network { slot: u32, plan: NetPlan },
+    /// Parameters in a storage slot; the programs fail calls with them.
+    Errno(errnoarm::ErrnoArmed),
     /// The daemon acts at the edges.
     Actor(Box<dyn Actor>),
 }
@@ -64,13 +79,17 @@ impl Armed {
     fn network(&self) -> Option<(u32, &NetPlan)> {
         match &self.action {
             Action::Network { slot, plan } => Some((*slot, plan)),
-            Action::Actor(_) => None,
+            Action::Errno(_) | Action::Actor(_) => None,
         }
     }
 
     fn undo(&self) -> Undo {
         match &self.action {
             Action::Network { slot, .. } => Undo::NetworkSlot { slot: *slot },
+            Action::Errno(e) => Undo::ErrnoSlot {
+                slot: e.slot,
+                inodes: e.inodes.clone(),
+            },
             Action::Actor(actor) => actor.undo(),
         }
     }
@@ -94,6 +113,7 @@ pub struct Engine {
     faults: BTreeMap<String, Entry>,
     finished: VecDeque<String>,
     free_slots: Vec<u32>,
+    free_storage_slots: Vec<u32>,
     events: broadcast::Sender<Fault>,
 }
 
@@ -120,6 +140,7 @@ impl Engine {
             faults: BTreeMap::new(),
             finished: VecDeque::new(),
             free_slots: (0..chaos_common::net::MAX_FAULTS).rev().collect(),
+            free_storage_slots: (0..chaos_common::storage::MAX_FAULTS).rev().collect(),
             events,
         }
     }
@@ -146,13 +167,20 @@ impl Engine {
             Network(NetPlan),
             Process(process::Plan),
             Stress(stress::Plan),
+            Errno(errno::Plan),
             Storage(storage::Plan),
         }
         let planned = match &spec {
             inject_request::Spec::Network(n) => Planned::Network(network::plan(n)?),
             inject_request::Spec::Process(p) => Planned::Process(process::plan(p)?),
             inject_request::Spec::Stress(s) => Planned::Stress(stress::plan(s)?),
-            inject_request::Spec::Storage(s) => Planned::Storage(storage::plan(s)?),
+            inject_request::Spec::Storage(s) => match storage::plan(s)? {
+                storage::Plan::Errno(plan) => {
+                    self.refuse_unroutable(&plan)?;
+                    Planned::Errno(plan)
+                }
+                other => Planned::Storage(other),
+            },
         };
         if req.target.trim().is_empty() {
             return Err(Error::invalid(
@@ -207,6 +235,21 @@ impl Engine {
                     cgroups,
                 }
             }
+            Planned::Errno(plan) => {
+                let dirs: Vec<_> = cgroups.iter().map(|c| c.path.clone()).collect();
+                let inodes = errno::resolve(&dirs, &plan.path)?;
+                let slot = self.free_storage_slots.pop().ok_or_else(|| {
+                    Error::ResourceExhausted(format!(
+                        "all {} storage fault slots are in use",
+                        chaos_common::storage::MAX_FAULTS
+                    ))
+                })?;
+                Armed {
+                    kind: "storage.errno",
+                    action: Action::Errno(errnoarm::ErrnoArmed { slot, plan, inodes }),
+                    cgroups,
+                }
+            }
             Planned::Storage(plan) => {
                 let dirs = cgroups.iter().map(|c| c.path.clone()).collect();
                 let actor = storage::actor(plan, dirs, &id)?;
@@ -232,8 +275,10 @@ impl Engine {
             .map_err(Error::from)
             .and_then(|()| self.arm(&mut armed, window));
         if let Err(err) = result {
-            if let Some((slot, _)) = armed.network() {
-                self.free_slots.push(slot);
+            match &armed.action {
+                Action::Network { slot, .. } => self.free_slots.push(*slot),
+                Action::Errno(e) => self.free_storage_slots.push(e.slot),
+                Action::Actor(_) => {}
             }
             if let Err(journal_err) = self.journal.remove(&id) {
                 warn!(fault.id = %id, error = %journal_err, "removing the journal record of a failed fault");
@@ -271,6 +316,26 @@ impl Engine {
             .collect())
     }
 
+    /// An operation no route can fail here is refused, naming it and what the kernel lacks.
+    fn refuse_unroutable(&self, plan: &errno::Plan) -> Result<(), Error> {
+        let loaded = self.kernel.as_ref().is_some_and(|k| k.storage.is_some());
+        for (_, name, bit) in errno::OPERATIONS {
+            if plan.ops & bit == 0 {
+                continue;
+            }
+            let route = self.probe.storage_routes.iter().find(|(op, _)| *op == name);
+            let why = match route {
+                Some((_, Ok(_))) if loaded => continue,
+                Some((_, Err(why))) => why.clone(),
+                _ => self.probe.storage_refusal(),
+            };
+            return Err(Error::FailedPrecondition(format!(
+                "storage.errno: this kernel cannot fail {name}: {why}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Two pauses of one cgroup would thaw it at the first one's end: refused.
     fn refuse_second_pause(&self, cgroups: &[CgroupRef]) -> Result<(), Error> {
         for (id, entry) in &self.faults {
@@ -297,6 +362,7 @@ impl Engine {
     fn arm(&mut self, armed: &mut Armed, window: Window) -> Result<(), Error> {
         match &mut armed.action {
             Action::Network { .. } => self.arm_network(armed, window),
+            Action::Errno(_) => self.arm_errno(armed, window, true),
             Action::Actor(actor) => {
                 if window.start_unix_ns <= clock::unix_now_ns() {
                     actor.open()?;
@@ -335,8 +401,12 @@ impl Engine {
         let Some(armed) = self.conclude(id, state, message, clock::unix_now_ns()) else {
             return;
         };
-        if let Some((slot, plan)) = armed.network() {
-            self.disarm_network(id, &armed.cgroups, slot, plan);
+        match &armed.action {
+            Action::Network { slot, plan } => {
+                self.disarm_network(id, &armed.cgroups, *slot, plan);
+            }
+            Action::Errno(e) => self.disarm_errno(id, e),
+            Action::Actor(_) => {}
         }
         if let Err(err) = self.journal.remove(id) {
             warn!(fault.id = %id, error = %err, "closing the journal record");
@@ -405,7 +475,7 @@ impl Engine {
     fn next_tick(&self, id: &str) -> Option<u64> {
         match &self.faults.get(id)?.armed.as_ref()?.action {
             Action::Actor(actor) => actor.next_tick(),
-            Action::Network { .. } => None,
+            Action::Network { .. } | Action::Errno(_) => None,
         }
     }
 
@@ -480,6 +550,11 @@ impl Engine {
                     netarm::refresh(fault, *slot, kernel);
                 }
             }
+            Action::Errno(e) => {
+                if let Some(kernel) = self.kernel.as_ref() {
+                    errnoarm::refresh(fault, e, kernel);
+                }
+            }
             Action::Actor(actor) => actor.report(fault),
         }
         let window = Window {
@@ -488,6 +563,17 @@ impl Engine {
         };
         fault.state = state_at(window, clock::unix_now_ns()) as i32;
     }
+}
+
+/// A kernel slot's counters (summed over CPUs) in the API view, times in Unix ns.
+fn show_counters(fault: &mut Fault, c: &chaos_common::Counters, clock: KernelClock) {
+    fault.counters = Some(Counters {
+        seen: c.seen,
+        matched: c.matched,
+        affected: c.affected,
+    });
+    fault.first_affected_unix_ns = clock.to_unix(c.first_ns);
+    fault.last_affected_unix_ns = clock.to_unix(c.last_ns);
 }
 
 /// The API view of a request's spec.

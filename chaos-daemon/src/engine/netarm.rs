@@ -2,7 +2,7 @@
 //! attachment's list of slots.
 use aya::programs::CgroupSkbAttachType;
 use chaos_common::net::{TargetSlots, DIR_EGRESS, DIR_INGRESS, SLOTS_PER_TARGET};
-use chaos_proto::v1::{Counters, Fault};
+use chaos_proto::v1::Fault;
 use tracing::warn;
 
 use super::{Armed, Engine, Kernel};
@@ -131,15 +131,7 @@ impl Engine {
 /// Copies a slot's counters into the API view.
 pub(super) fn refresh(fault: &mut Fault, slot: u32, kernel: &Kernel) {
     match kernel.net.counters(slot) {
-        Ok(c) => {
-            fault.counters = Some(Counters {
-                seen: c.seen,
-                matched: c.matched,
-                affected: c.dropped,
-            });
-            fault.first_affected_unix_ns = kernel.clock.to_unix(c.first_ns);
-            fault.last_affected_unix_ns = kernel.clock.to_unix(c.last_ns);
-        }
+        Ok(c) => super::show_counters(fault, &c, kernel.clock),
         Err(err) => warn!(fault.id = %fault.id, error = %err, "reading counters"),
     }
 }

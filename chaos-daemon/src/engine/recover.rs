@@ -21,6 +21,9 @@ impl Engine {
         let records = self.journal.load_all()?;
         if let Some(kernel) = self.kernel.as_mut() {
             kernel.links.adopt(&self.pins)?;
+            if let Some(storage) = kernel.storage.as_mut() {
+                storage.hooks.adopt(&self.pins)?;
+            }
         }
         let now = clock::unix_now_ns();
         for record in records {
@@ -102,6 +105,8 @@ impl Engine {
                 }
             }
         }
+        // Storage targets and programs no adopted fault needs any more.
+        self.sync_storage(None)?;
         Ok(())
     }
 
@@ -167,7 +172,29 @@ impl Engine {
                 })
             }
             (Some(inject_request::Spec::Storage(spec)), undo) => {
-                let actor = storage::adopt(storage::plan(spec)?, dirs(), &record.id, undo)?;
+                let plan = storage::plan(spec)?;
+                if let (storage::Plan::Errno(plan), Undo::ErrnoSlot { slot, inodes }) =
+                    (&plan, undo)
+                {
+                    let position = self
+                        .free_storage_slots
+                        .iter()
+                        .position(|s| s == slot)
+                        .ok_or_else(|| {
+                            Error::Internal(format!("storage slot {slot} recorded twice"))
+                        })?;
+                    self.free_storage_slots.remove(position);
+                    return Ok(Armed {
+                        kind: "storage.errno",
+                        action: Action::Errno(super::errnoarm::ErrnoArmed {
+                            slot: *slot,
+                            plan: plan.clone(),
+                            inodes: inodes.clone(),
+                        }),
+                        cgroups: record.cgroups.clone(),
+                    });
+                }
+                let actor = storage::adopt(plan, dirs(), &record.id, undo)?;
                 Ok(Armed {
                     kind: actor.kind(),
                     action: Action::Actor(actor),
@@ -184,6 +211,7 @@ impl Engine {
     fn readopt(&mut self, armed: &mut Armed, window: Window, now: u64) -> Result<(), Error> {
         match &mut armed.action {
             Action::Network { .. } => self.arm_network(armed, window),
+            Action::Errno(_) => self.arm_errno(armed, window, false),
             Action::Actor(actor) => {
                 if window.start_unix_ns <= now && actor.reopen_after_restart() {
                     actor.open()?;
@@ -201,6 +229,9 @@ impl Engine {
             let attached: Vec<u64> = kernel.links.cgroups().collect();
             for cgroup_id in attached {
                 kernel.links.detach(cgroup_id);
+            }
+            if let Some(storage) = kernel.storage.as_mut() {
+                storage.hooks.detach_all();
             }
         }
         let now = clock::unix_now_ns();
@@ -261,6 +292,7 @@ fn undo_orphan(record: &Record) {
             fill::remove_orphan(&dirs, file);
         }
         Undo::Writes { restore } => iolimit::restore_orphan(restore),
-        Undo::NetworkSlot { .. } | Undo::Nothing => {}
+        // Map entries need nothing: the maps are rewritten from the adopted faults.
+        Undo::NetworkSlot { .. } | Undo::ErrnoSlot { .. } | Undo::Nothing => {}
     }
 }

@@ -1,6 +1,7 @@
 //! Fault kinds: each turns its part of an `InjectRequest` into what the kernel applies.
 
 pub mod actor;
+pub mod errno;
 pub mod fill;
 pub mod iolimit;
 pub mod network;

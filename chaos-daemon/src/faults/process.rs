@@ -370,7 +370,7 @@ impl Actor for Run {
         }
         self.outcome.frozen = self.frozen && !self.freezers.is_empty();
         fault.counters = Some(self.counters);
-        fault.outcome = Some(self.outcome);
+        fault.outcome = Some(self.outcome.clone());
     }
 
     fn reopen_after_restart(&self) -> bool {

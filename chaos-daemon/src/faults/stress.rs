@@ -257,7 +257,7 @@ impl Actor for Run {
     fn report(&mut self, fault: &mut Fault) {
         self.observe();
         fault.counters = Some(self.counters);
-        fault.outcome = Some(self.outcome);
+        fault.outcome = Some(self.outcome.clone());
     }
 
     fn reopen_after_restart(&self) -> bool {

@@ -85,7 +85,7 @@ where
 
 /// A verifier or syscall refusal on one line: the syscall's error and the verifier's last
 /// word, which names what it objected to.
-fn refusal(err: &aya::programs::ProgramError) -> String {
+pub(super) fn refusal(err: &aya::programs::ProgramError) -> String {
     let text = chain(err);
     let (call, log) = text.split_once("Verifier output:").unwrap_or((&text, ""));
     let call = call.trim().trim_end_matches('.');

@@ -126,13 +126,18 @@ fn attach_one(
 
 fn unpin_all(paths: Vec<PathBuf>) {
     for path in paths {
-        let unpinned = PinnedLink::from_pin(&path)
-            .map_err(|err| err.to_string())
-            .and_then(|link| link.unpin().map_err(|err| err.to_string()));
-        match unpinned {
-            // Closing the last fd of an unpinned link detaches it.
-            Ok(fd_link) => drop(fd_link),
-            Err(err) => warn!(path = %path.display(), error = %err, "unpinning a network link"),
-        }
+        unpin(&path);
+    }
+}
+
+/// Unpins a link; with no other reference left, the kernel detaches it.
+pub(super) fn unpin(path: &Path) {
+    let unpinned = PinnedLink::from_pin(path)
+        .map_err(|err| err.to_string())
+        .and_then(|link| link.unpin().map_err(|err| err.to_string()));
+    match unpinned {
+        // Closing the last fd of an unpinned link detaches it.
+        Ok(fd_link) => drop(fd_link),
+        Err(err) => warn!(path = %path.display(), error = %err, "unpinning a link"),
     }
 }

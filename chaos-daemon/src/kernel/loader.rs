@@ -1,12 +1,13 @@
 //! Loads the embedded eBPF object once, with maps pinned so armed faults outlive the daemon.
 use aya::{programs::CgroupSkb, Ebpf, EbpfLoader};
+use chaos_common::storage::{KernelLayout, LAYOUT_GLOBAL};
 use tracing::{info, warn};
 
 use super::{pins::Pins, Error};
 use crate::clock::KernelClock;
 
 /// The object built from `chaos-ebpf` by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/faultline"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/faultline"));
 
 /// Network program names in the object.
 pub const NET_EGRESS: &str = "net_egress";
@@ -23,15 +24,16 @@ pub struct Loaded {
 }
 
 /// Loads the object and the network programs, preferring `CLOCK_TAI`: if the verifier refuses
-/// the TAI helper (Linux < 6.1) the object is loaded again on `CLOCK_MONOTONIC`.
-pub fn load(pins: &Pins) -> Result<Loaded, Error> {
-    let (ebpf, clock, tai_refused) = match load_with(pins, KernelClock::Tai) {
+/// the TAI helper (Linux < 6.1) the object is loaded again on `CLOCK_MONOTONIC`. `layout`
+/// gives the storage programs the kernel's struct offsets.
+pub fn load(pins: &Pins, layout: &KernelLayout) -> Result<Loaded, Error> {
+    let (ebpf, clock, tai_refused) = match load_with(pins, KernelClock::Tai, layout) {
         Ok(ebpf) => (ebpf, KernelClock::Tai, None),
         Err(err) => {
             warn!(error = %err, "CLOCK_TAI refused; falling back to CLOCK_MONOTONIC");
             let refused = crate::error::chain(&err);
             (
-                load_with(pins, KernelClock::Monotonic)?,
+                load_with(pins, KernelClock::Monotonic, layout)?,
                 KernelClock::Monotonic,
                 Some(refused),
             )
@@ -46,11 +48,12 @@ pub fn load(pins: &Pins) -> Result<Loaded, Error> {
 }
 
 /// Loads the object with `clock` and every program the daemon attaches (not the baseline).
-pub fn load_with(pins: &Pins, clock: KernelClock) -> Result<Ebpf, Error> {
+pub fn load_with(pins: &Pins, clock: KernelClock, layout: &KernelLayout) -> Result<Ebpf, Error> {
     let global = clock.global();
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins.maps_dir())
         .override_global("CLOCK", &global, true)
+        .override_global(LAYOUT_GLOBAL, layout, true)
         .load(OBJECT)?;
     for name in [NET_EGRESS, NET_INGRESS] {
         cgroup_skb(&mut ebpf, name)?

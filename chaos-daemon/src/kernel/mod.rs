@@ -1,11 +1,16 @@
 //! Everything that talks to the kernel's BPF subsystem: loading, maps, links, pins, probes.
 
+pub mod btf;
 pub mod features;
+pub mod hooks;
+pub mod layout;
 pub mod links;
 pub mod loader;
+pub mod modret;
 pub mod netmaps;
 pub mod pins;
 pub mod probe;
+pub mod storagemaps;
 mod sys;
 
 /// A BPF operation failed; each variant names the object and the call.

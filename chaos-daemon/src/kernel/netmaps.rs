@@ -6,8 +6,11 @@ use aya::{
     programs::CgroupSkbAttachType,
     Ebpf,
 };
-use chaos_common::net::{
-    NetCounters, NetFault, PeerKey, TargetSlots, COUNTERS_MAP, FAULTS_MAP, PEERS_MAP, SLOTS_MAP,
+use chaos_common::{
+    net::{
+        NetCounters, NetFault, PeerKey, TargetSlots, COUNTERS_MAP, FAULTS_MAP, PEERS_MAP, SLOTS_MAP,
+    },
+    Counters,
 };
 
 use super::{sys, Error};
@@ -29,11 +32,11 @@ pub struct Peer {
     pub prefix: u32,
 }
 
-fn map_err(name: &'static str) -> impl Fn(MapError) -> Error {
+pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> Error {
     move |source| Error::Map { name, source }
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
+pub(super) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, Error>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {
@@ -49,13 +52,7 @@ where
 impl NetMaps {
     /// Takes the network maps out of the loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, Error> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, source)| Error::Map {
-            name: COUNTERS_MAP,
-            source: MapError::SyscallError(aya::sys::SyscallError {
-                call: what,
-                io_error: source,
-            }),
-        })?;
+        let cpus = possible_cpus(COUNTERS_MAP)?;
         let slots = match ebpf.take_map(SLOTS_MAP) {
             Some(aya::maps::Map::CgroupStorage(data)) => data,
             _ => {
@@ -79,15 +76,7 @@ impl NetMaps {
     /// Writes a fault's parameters and zeroes its counters; done before any target points at
     /// the slot, so the program never sees a half-written fault.
     pub fn write_fault(&mut self, slot: u32, fault: &NetFault) -> Result<(), Error> {
-        let zero = PerCpuValues::try_from(vec![NetCounters::default(); self.cpus]).map_err(
-            |io_error| Error::Map {
-                name: COUNTERS_MAP,
-                source: MapError::SyscallError(aya::sys::SyscallError {
-                    call: "per-CPU counters",
-                    io_error,
-                }),
-            },
-        )?;
+        let zero = per_cpu_zero(COUNTERS_MAP, self.cpus)?;
         self.counters
             .set(slot, zero, 0)
             .map_err(map_err(COUNTERS_MAP))?;
@@ -101,20 +90,10 @@ impl NetMaps {
             .map_err(map_err(FAULTS_MAP))
     }
 
-    /// Sums a slot's per-CPU counters; first/last are the earliest and latest over CPUs.
+    /// A slot's counters, summed over CPUs.
     pub fn counters(&self, slot: u32) -> Result<NetCounters, Error> {
         let values = self.counters.get(&slot, 0).map_err(map_err(COUNTERS_MAP))?;
-        let mut sum = NetCounters::default();
-        for cpu in values.iter() {
-            sum.seen += cpu.seen;
-            sum.matched += cpu.matched;
-            sum.dropped += cpu.dropped;
-            if cpu.first_ns != 0 && (sum.first_ns == 0 || cpu.first_ns < sum.first_ns) {
-                sum.first_ns = cpu.first_ns;
-            }
-            sum.last_ns = sum.last_ns.max(cpu.last_ns);
-        }
-        Ok(sum)
+        Ok(sum_counters(values.iter()))
     }
 
     fn peer_key(slot: u32, peer: &Peer) -> Key<PeerKey> {
@@ -164,6 +143,46 @@ impl NetMaps {
     }
 }
 
+/// Per-CPU counters summed; first/last are the earliest and latest over CPUs.
+pub(super) fn sum_counters<'a>(values: impl Iterator<Item = &'a Counters>) -> Counters {
+    let mut sum = Counters::default();
+    for cpu in values {
+        sum.seen += cpu.seen;
+        sum.matched += cpu.matched;
+        sum.affected += cpu.affected;
+        if cpu.first_ns != 0 && (sum.first_ns == 0 || cpu.first_ns < sum.first_ns) {
+            sum.first_ns = cpu.first_ns;
+        }
+        sum.last_ns = sum.last_ns.max(cpu.last_ns);
+    }
+    sum
+}
+
+/// A zeroed per-CPU value of `T` for `cpus` CPUs.
+pub(super) fn per_cpu_zero<T: aya::Pod + Default>(
+    name: &'static str,
+    cpus: usize,
+) -> Result<PerCpuValues<T>, Error> {
+    PerCpuValues::try_from(vec![T::default(); cpus]).map_err(|io_error| Error::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: "per-CPU values",
+            io_error,
+        }),
+    })
+}
+
+/// The number of possible CPUs, which sizes per-CPU values.
+pub(super) fn possible_cpus(name: &'static str) -> Result<usize, Error> {
+    aya::util::nr_cpus().map_err(|(what, source)| Error::Map {
+        name,
+        source: MapError::SyscallError(aya::sys::SyscallError {
+            call: what,
+            io_error: source,
+        }),
+    })
+}
+
 /// Key of a cgroup storage map (`struct bpf_cgroup_storage_key`).
 #[repr(C)]
 struct StorageKey {
@@ -177,7 +196,7 @@ const _: () = assert!(std::mem::size_of::<StorageKey>() == 16);
 const BPF_CGROUP_INET_INGRESS: u32 = 0;
 const BPF_CGROUP_INET_EGRESS: u32 = 1;
 
-fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+pub(super) fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
         Err(MapError::KeyNotFound) => Ok(()),
         Err(MapError::SyscallError(err)) if err.io_error.raw_os_error() == Some(libc::ENOENT) => {

@@ -53,8 +53,34 @@ impl Pins {
             .join(format!("net_{cgroup_id}_{direction}"))
     }
 
+    /// Pin of a storage program's link (one per program: they hook the whole node).
+    pub fn storage_link(&self, program: &str) -> PathBuf {
+        self.links_dir().join(format!("storage_{program}"))
+    }
+
+    /// Every storage link pinned here, with its program's name.
+    pub fn storage_links(&self) -> Result<Vec<(String, PathBuf)>, Error> {
+        Ok(self
+            .links()?
+            .into_iter()
+            .filter_map(|(name, path)| Some((name.strip_prefix("storage_")?.to_string(), path)))
+            .collect())
+    }
+
     /// Every network link pinned here, with its cgroup id.
     pub fn net_links(&self) -> Result<Vec<(u64, PathBuf)>, Error> {
+        Ok(self
+            .links()?
+            .into_iter()
+            .filter_map(|(name, path)| {
+                let (id, _direction) = name.strip_prefix("net_")?.split_once('_')?;
+                Some((id.parse().ok()?, path))
+            })
+            .collect())
+    }
+
+    /// Every link pinned here, by file name.
+    fn links(&self) -> Result<Vec<(String, PathBuf)>, Error> {
         let dir = self.links_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -69,11 +95,7 @@ impl Pins {
         };
         Ok(entries
             .flatten()
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
-                let (id, _direction) = name.strip_prefix("net_")?.split_once('_')?;
-                Some((id.parse().ok()?, entry.path()))
-            })
+            .filter_map(|entry| Some((entry.file_name().into_string().ok()?, entry.path())))
             .collect())
     }
 

@@ -12,6 +12,8 @@ pub struct Probe {
     pub network_refusal: Option<String>,
     /// How process and stress faults act here (cgroup interfaces found at start).
     pub cgroup_files: CgroupFiles,
+    /// Per storage operation: the route that fails it here, or why none can.
+    pub storage_routes: Vec<(&'static str, Result<&'static str, String>)>,
 }
 
 /// Which cgroup interfaces process and stress faults can use on this node.
@@ -118,23 +120,81 @@ impl Probe {
             .get_or_insert_with(|| format!("the cgroup_skb programs cannot be loaded: {reason}"));
     }
 
-    fn available(&self, name: &str) -> bool {
-        self.features.iter().any(|f| f.name == name && f.available)
+    /// A probed feature: `Ok` if available, else why not.
+    pub fn feature(&self, name: &str) -> Result<(), String> {
+        match self.features.iter().find(|f| f.name == name) {
+            Some(f) if f.available => Ok(()),
+            Some(f) => Err(format!("{name}: {}", f.detail)),
+            None => Err(format!("{name} was not probed")),
+        }
     }
 
-    /// The storage errno backends this kernel would use, best first, each with the
-    /// operations it reaches.
-    pub fn storage_backends(&self) -> Vec<&'static str> {
-        let mut backends = Vec::new();
-        if self.available("bpf_lsm_programs") && self.available("bpf_lsm_active") {
-            backends.push("bpf_lsm (open, read, write, create, unlink, rename, mkdir, truncate)");
-        } else if self.available("bpf_trampoline") {
-            backends.push("fmod_ret on security_* (open, read, write, create, unlink, rename, mkdir, truncate)");
+    /// Records how each storage operation is failed here.
+    pub fn set_storage_routes(&mut self, hooks: &super::hooks::StorageHooks) {
+        self.storage_routes = hooks
+            .routes()
+            .map(|(op, route)| {
+                let name = crate::faults::errno::op_names(op)
+                    .first()
+                    .copied()
+                    .unwrap_or("?");
+                (name, route.as_ref().map(|r| r.name()).map_err(Clone::clone))
+            })
+            .collect();
+    }
+
+    /// Why no storage errno fault can run here (when none can).
+    pub fn storage_refusal(&self) -> String {
+        let mut reasons: Vec<&str> = Vec::new();
+        for (_, route) in &self.storage_routes {
+            if let Err(why) = route {
+                if !reasons.contains(&why.as_str()) {
+                    reasons.push(why);
+                }
+            }
         }
-        if self.available("bpf_override_return") {
-            backends.push("kprobe + bpf_override_return on syscalls (fsync, fdatasync, sync_file_range and the rest)");
+        if reasons.is_empty() {
+            return "the storage programs could not be loaded (see the cgroup_skb feature)".into();
         }
-        backends
+        reasons.join("; ")
+    }
+
+    /// `storage.errno` and one `storage.errno.<operation>` entry per operation.
+    fn storage_faults(&self) -> Vec<FaultSupport> {
+        let mut by_route: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (op, route) in &self.storage_routes {
+            if let Ok(route) = route {
+                match by_route.iter_mut().find(|(r, _)| r == route) {
+                    Some((_, ops)) => ops.push(op),
+                    None => by_route.push((route, vec![op])),
+                }
+            }
+        }
+        let mut faults = vec![FaultSupport {
+            kind: "storage.errno".to_string(),
+            supported: !by_route.is_empty(),
+            detail: if by_route.is_empty() {
+                format!(
+                    "no BPF route to fail a file system call: {}",
+                    self.storage_refusal()
+                )
+            } else {
+                by_route
+                    .iter()
+                    .map(|(route, ops)| format!("{} by {route}", ops.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        }];
+        faults.extend(self.storage_routes.iter().map(|(op, route)| FaultSupport {
+            kind: format!("storage.errno.{op}"),
+            supported: route.is_ok(),
+            detail: match route {
+                Ok(route) => format!("{op} calls of the target fail by {route}"),
+                Err(why) => why.clone(),
+            },
+        }));
+        faults
     }
 
     /// What `Inject` accepts on this node, per fault kind.
@@ -150,22 +210,7 @@ impl Probe {
                 }),
             })
             .collect();
-        let backends = self.storage_backends();
-        faults.push(FaultSupport {
-            kind: "storage.errno".to_string(),
-            supported: false,
-            detail: if backends.is_empty() {
-                "not in this version; and this kernel has no BPF route to fail a syscall: \
-                 needs bpf_lsm_programs with bpf_lsm_active, bpf_trampoline, or \
-                 bpf_override_return"
-                    .to_string()
-            } else {
-                format!(
-                    "not in this version; this kernel would use: {}",
-                    backends.join("; ")
-                )
-            },
-        });
+        faults.extend(self.storage_faults());
         faults.extend(self.process_faults());
         faults
     }

@@ -21,6 +21,7 @@
 pub mod blockdev;
 pub mod cgroup;
 pub mod daemon;
+pub mod filecalls;
 pub mod netns;
 pub mod probe;
 pub mod procs;
@@ -37,6 +38,6 @@ pub use servers::{TcpAcceptServer, TcpListener, UdpEchoServer, UdpSink};
 pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};
 pub use util::{
-    assert_rate_within, bench_scale, kernel_release, percentiles, require_root, skip, unique_name,
-    wait_until,
+    assert_rate_within, bench_finish, bench_runtime, bench_scale, bench_start, kernel_release,
+    percentiles, require_root, skip, unique_name, wait_until,
 };

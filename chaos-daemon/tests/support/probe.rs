@@ -102,6 +102,20 @@ pub enum ProbeJob {
         /// Connect timeout.
         timeout_ms: u64,
     },
+    /// `count` calls of one file system operation on `path` (see [`super::filecalls`]).
+    /// Result: `ok`, `errors` (`{"EIO": n}`), or `setup_error`.
+    FileCalls {
+        op: String,
+        path: PathBuf,
+        count: u64,
+    },
+    /// `op` on `path` back to back until the calls fail and then succeed again, or
+    /// `max_duration_ms` passes (see [`super::filecalls::edges`]).
+    FileEdges {
+        op: String,
+        path: PathBuf,
+        max_duration_ms: u64,
+    },
     /// Sits in its cgroup and namespace doing nothing until stopped, killed, or
     /// `max_duration_ms` passes. Result: `{}` plus the identity fields.
     Idle {
@@ -159,6 +173,10 @@ impl ProbeJob {
                 }
                 ProbeJob::TcpConnect { timeout_ms, .. } => Duration::from_millis(timeout_ms),
                 ProbeJob::Idle { max_duration_ms } => Duration::from_millis(max_duration_ms),
+                ProbeJob::FileCalls { count, .. } => Duration::from_millis(count),
+                ProbeJob::FileEdges {
+                    max_duration_ms, ..
+                } => Duration::from_millis(max_duration_ms),
             }
     }
 }
@@ -444,6 +462,22 @@ pub fn probe_main() {
         ProbeJob::TcpConnect { peer, timeout_ms } => {
             ctl.ready();
             tcp_connect(peer, Duration::from_millis(timeout_ms))
+        }
+        ProbeJob::FileCalls {
+            ref op,
+            ref path,
+            count,
+        } => {
+            ctl.ready();
+            super::filecalls::run(op, path, count)
+        }
+        ProbeJob::FileEdges {
+            ref op,
+            ref path,
+            max_duration_ms,
+        } => {
+            ctl.ready();
+            super::filecalls::edges(op, path, Duration::from_millis(max_duration_ms))
         }
         ProbeJob::Idle { max_duration_ms } => {
             ctl.ready();

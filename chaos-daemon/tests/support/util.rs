@@ -154,3 +154,37 @@ pub fn percentiles(values: &mut [f64], decimals: usize) -> String {
         at(1.0)
     )
 }
+
+/// A benchmark binary's command line: `None` when it was started as a probe (whose job has
+/// then run), else where `--markdown` asks the report to go.
+pub fn bench_start() -> Option<Option<std::path::PathBuf>> {
+    if std::env::var_os(super::probe::PROBE_ENV).is_some() {
+        super::probe::probe_main();
+        return None;
+    }
+    let mut markdown = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--markdown" {
+            markdown = args.next().map(std::path::PathBuf::from);
+        }
+    }
+    Some(markdown)
+}
+
+/// The runtime a benchmark's async parts run on.
+pub fn bench_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Prints a benchmark's Markdown and writes it where `--markdown` said.
+pub fn bench_finish(out: &str, markdown: Option<std::path::PathBuf>) -> std::io::Result<()> {
+    print!("{out}");
+    match markdown {
+        Some(path) => std::fs::write(path, out),
+        None => Ok(()),
+    }
+}

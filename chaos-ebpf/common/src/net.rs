@@ -79,21 +79,8 @@ pub struct NetFault {
 }
 const _: () = assert!(core::mem::size_of::<NetFault>() == 48);
 
-/// Per-CPU value of [`COUNTERS_MAP`] at a slot. Times are in the object's clock, 0 = never.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetCounters {
-    /// Packets of the target, in the fault's directions, while the fault was armed.
-    pub seen: u64,
-    /// Of those, packets inside the window that passed every filter.
-    pub matched: u64,
-    /// Of those, packets dropped.
-    pub dropped: u64,
-    /// First and last dropped packet.
-    pub first_ns: u64,
-    pub last_ns: u64,
-}
-const _: () = assert!(core::mem::size_of::<NetCounters>() == 40);
+/// Per-CPU value of [`COUNTERS_MAP`] at a slot (`affected`: packets dropped).
+pub type NetCounters = crate::Counters;
 
 /// Data part of a [`PEERS_MAP`] LPM key: the fault's slot (big-endian, so it is the first 32
 /// bits of the prefix) then the peer address, IPv4 mapped into `::ffff:0:0/96`.
@@ -110,6 +97,5 @@ mod pod {
     // SAFETY: every type is #[repr(C)], made of integers, with explicit padding fields.
     unsafe impl aya::Pod for super::TargetSlots {}
     unsafe impl aya::Pod for super::NetFault {}
-    unsafe impl aya::Pod for super::NetCounters {}
     unsafe impl aya::Pod for super::PeerKey {}
 }

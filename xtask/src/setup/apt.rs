@@ -9,7 +9,7 @@ use super::report;
 use crate::{cmd, privilege};
 
 /// Each package with what it provides to the project.
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 8] = [
     (
         "protobuf-compiler",
         "protoc, for chaos-proto's build script",
@@ -25,6 +25,10 @@ const PACKAGES: [(&str, &str); 7] = [
     (
         "stress-ng",
         "the peer that stress faults are benchmarked against",
+    ),
+    (
+        "bindfs",
+        "a FUSE passthrough, the kind of layer storage faults are benchmarked against",
     ),
 ];
 

@@ -1,0 +1,219 @@
+//! Storage errno faults in the kernel: parameters and path set at a slot, each targeted
+//! cgroup's slot list, the depths targets sit at, and the programs the operations need.
+use std::collections::BTreeMap;
+
+use chaos_common::{
+    net::SLOTS_PER_TARGET,
+    storage::{PathKey, StorageFault, StorageSlots, MAX_LEVELS},
+};
+use chaos_proto::v1::{Fault, Outcome};
+use tracing::warn;
+
+use super::{Action, Armed, Engine, Kernel};
+use crate::{
+    error::Error,
+    faults::{
+        errno::{Inode, Plan},
+        window::Window,
+    },
+    journal::CgroupRef,
+};
+
+/// What an armed errno fault holds.
+#[derive(Clone, Debug)]
+pub(super) struct ErrnoArmed {
+    pub slot: u32,
+    pub plan: Plan,
+    pub inodes: Vec<Inode>,
+}
+
+fn path_keys(slot: u32, inodes: &[Inode]) -> impl Iterator<Item = PathKey> + '_ {
+    inodes.iter().map(move |i| PathKey {
+        slot,
+        dev: i.dev,
+        ino: i.ino,
+    })
+}
+
+impl Engine {
+    /// Writes an errno fault into the kernel: parameters and paths, then the targets' slot
+    /// lists and the programs. `fresh` is false when re-arming after a restart, which keeps
+    /// the counters and the failure count. On failure nothing of it stays.
+    pub(super) fn arm_errno(
+        &mut self,
+        armed: &Armed,
+        window: Window,
+        fresh: bool,
+    ) -> Result<(), Error> {
+        let Action::Errno(errno) = &armed.action else {
+            return Ok(());
+        };
+        let kernel = self.kernel.as_mut().ok_or_else(not_loaded)?;
+        let storage = kernel.storage.as_mut().ok_or_else(not_loaded)?;
+        let fault = StorageFault {
+            start_ns: kernel.clock.from_unix(window.start_unix_ns),
+            end_ns: kernel.clock.from_unix(window.end_unix_ns),
+            threshold: errno.plan.threshold,
+            max_failures: errno.plan.max_failures,
+            ops: errno.plan.ops,
+            errno: errno.plan.errno,
+        };
+        let mut result = if fresh || storage.maps.fault(errno.slot)? != fault {
+            storage.maps.write_fault(errno.slot, &fault)
+        } else {
+            Ok(())
+        };
+        for key in path_keys(errno.slot, &errno.inodes) {
+            result = result.and_then(|()| storage.maps.add_path(&key));
+        }
+        let result = result
+            .map_err(Error::from)
+            .and_then(|()| self.sync_storage(Some(armed)));
+        if let Err(err) = result {
+            if let Err(sync_err) = self.sync_storage(None) {
+                warn!(error = %sync_err, "undoing the targets of a failed storage fault");
+            }
+            self.clear_errno(errno);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Takes an errno fault out of the kernel (it is no longer among the armed faults):
+    /// targets first, then its slot.
+    pub(super) fn disarm_errno(&mut self, id: &str, errno: &ErrnoArmed) {
+        if let Err(err) = self.sync_storage(None) {
+            warn!(fault.id = %id, error = %err, "unlinking the fault from its cgroups");
+        }
+        self.clear_errno(errno);
+        self.free_storage_slots.push(errno.slot);
+    }
+
+    fn clear_errno(&mut self, errno: &ErrnoArmed) {
+        let Some(storage) = self.kernel.as_mut().and_then(|k| k.storage.as_mut()) else {
+            return;
+        };
+        for key in path_keys(errno.slot, &errno.inodes) {
+            if let Err(err) = storage.maps.remove_path(&key) {
+                warn!(error = %err, "removing a storage path entry");
+            }
+        }
+        if let Err(err) = storage.maps.clear_fault(errno.slot) {
+            warn!(error = %err, "clearing a storage fault slot");
+        }
+    }
+
+    /// Rewrites every targeted cgroup's slot list, the target depths and the attached
+    /// programs from the armed errno faults (plus `extra`, not registered yet); cgroups left
+    /// with none are removed.
+    pub(super) fn sync_storage(&mut self, extra: Option<&Armed>) -> Result<(), Error> {
+        let mut per_cgroup: BTreeMap<u64, (Vec<u32>, &CgroupRef)> = BTreeMap::new();
+        let mut ops = 0;
+        for armed in self
+            .faults
+            .values()
+            .filter_map(|e| e.armed.as_ref())
+            .chain(extra)
+        {
+            let Action::Errno(errno) = &armed.action else {
+                continue;
+            };
+            ops |= errno.plan.ops;
+            for cgroup in &armed.cgroups {
+                let entry = per_cgroup.entry(cgroup.id).or_insert((Vec::new(), cgroup));
+                entry.0.push(errno.slot + 1);
+            }
+        }
+        let mut levels = 0u32;
+        let mut lists = Vec::new();
+        for (id, (own, cgroup)) in &per_cgroup {
+            // The program takes the deepest targeted cgroup's list only: fold in the faults
+            // of the targeted cgroups above it.
+            let mut tags = own.clone();
+            for (other, (their, above)) in &per_cgroup {
+                if other != id && cgroup.path.starts_with(&above.path) {
+                    tags.extend(their.iter().filter(|t| !own.contains(t)));
+                }
+            }
+            if tags.len() > SLOTS_PER_TARGET {
+                return Err(Error::ResourceExhausted(format!(
+                    "{} and the cgroups above it already have {SLOTS_PER_TARGET} storage errno \
+                     faults, the most one cgroup can have",
+                    cgroup.path.display()
+                )));
+            }
+            levels |= 1 << self.cgroup_level(cgroup)?;
+            let mut slots = StorageSlots::default();
+            slots.slots[..tags.len()].copy_from_slice(&tags);
+            lists.push((*id, slots));
+        }
+        let Some(kernel) = self.kernel.as_mut() else {
+            return Ok(());
+        };
+        let Kernel {
+            ebpf,
+            storage: Some(storage),
+            ..
+        } = kernel
+        else {
+            return Ok(());
+        };
+        // New lists before the depths that make the programs look at them; stale cgroups
+        // after; programs last, so a fault is whole before the first call meets it.
+        for (id, slots) in &lists {
+            storage.maps.set_target(*id, slots)?;
+        }
+        let old = storage.maps.targets();
+        storage.maps.set_levels(levels)?;
+        for id in old {
+            if !per_cgroup.contains_key(&id) {
+                storage.maps.set_target(id, &StorageSlots::default())?;
+            }
+        }
+        storage.hooks.sync(ebpf, &self.pins, ops)?;
+        Ok(())
+    }
+
+    /// A cgroup's depth below the v2 root: the level `bpf_get_current_ancestor_cgroup_id`
+    /// takes.
+    fn cgroup_level(&self, cgroup: &CgroupRef) -> Result<u32, Error> {
+        let depth = self
+            .hier
+            .as_ref()
+            .and_then(|h| cgroup.path.strip_prefix(&h.mount).ok())
+            .map(|rel| rel.components().count() as u32)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "{} is not below the cgroup v2 mount",
+                    cgroup.path.display()
+                ))
+            })?;
+        if depth >= MAX_LEVELS {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is {depth} levels deep; storage errno faults reach cgroups up to {} levels",
+                cgroup.path.display(),
+                MAX_LEVELS - 1
+            )));
+        }
+        Ok(depth)
+    }
+}
+
+fn not_loaded() -> Error {
+    Error::FailedPrecondition("storage.errno: the storage programs are not loaded".into())
+}
+
+/// Copies a slot's counters and the routes used into the API view.
+pub(super) fn refresh(fault: &mut Fault, errno: &ErrnoArmed, kernel: &Kernel) {
+    let Some(storage) = kernel.storage.as_ref() else {
+        return;
+    };
+    match storage.maps.counters(errno.slot) {
+        Ok(c) => super::show_counters(fault, &c, kernel.clock),
+        Err(err) => warn!(fault.id = %fault.id, error = %err, "reading counters"),
+    }
+    fault.outcome = Some(Outcome {
+        backends: storage.hooks.describe(errno.plan.ops),
+        ..Outcome::default()
+    });
+}
