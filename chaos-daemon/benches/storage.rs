@@ -391,8 +391,9 @@ async fn window_edges(
         "{EDGES} faults on `open`, each with its window {:.0} ms ahead; a process of the \
          target opens a file under the path back to back. Error = the first failed call \
          minus the requested start, and the first successful call after minus the requested \
-         end, in µs. The kernel checks the window on every call, so the error is at most the \
-         time between two calls (p50 / p99 / max here: {} µs).\n",
+         end, in µs. The kernel checks the window on every call, so the error is the time \
+         from the edge to the prober's next call: the time between two calls (p50 / p99 / max \
+         here: {} µs) while it runs, more when it is descheduled at that moment.\n",
         lead.as_secs_f64() * 1e3,
         support::percentiles(&mut gaps, 1).replace(" | ", " / ")
     )?;
