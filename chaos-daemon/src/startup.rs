@@ -44,19 +44,9 @@ pub enum Error {
 fn load_storage(
     ebpf: &mut aya::Ebpf,
     probe: &mut Probe,
-    btf: Result<&KernelBtf, &String>,
-    layout: &Result<chaos_common::storage::KernelLayout, String>,
+    offer: &Offer<'_>,
 ) -> Option<StorageKernel> {
-    let offer = Offer {
-        btf: btf.map_err(Clone::clone),
-        layout: layout.as_ref().map(drop).map_err(Clone::clone),
-        lsm: probe
-            .feature("bpf_lsm_programs")
-            .and_then(|()| probe.feature("bpf_lsm_active")),
-        trampoline: probe.feature("bpf_trampoline"),
-        override_return: probe.feature("bpf_override_return"),
-    };
-    let hooks = StorageHooks::load(ebpf, &offer);
+    let hooks = StorageHooks::load(ebpf, offer);
     probe.set_storage_routes(&hooks);
     if hooks.routes().all(|(_, route)| route.is_err()) {
         return None;
@@ -89,6 +79,8 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
         format!("pins under {}", pins.root().display()),
     );
     let btf = KernelBtf::from_sys_fs().map_err(|err| err.to_string());
+    // aya's own parse of the same BTF, shared by the feature probes and the LSM programs.
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|err| crate::error::chain(&err));
     let layout = btf.as_ref().map_err(Clone::clone).and_then(layout::read);
     let kernel = match loader::load(&pins, &layout.clone().unwrap_or_default()) {
         Ok(mut loaded) => {
@@ -105,10 +97,20 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
                     |why| format!("windows in CLOCK_MONOTONIC; the TAI helper was refused: {why}"),
                 ),
             );
-            for found in features::probe(&mut loaded.ebpf) {
+            for found in features::probe(&mut loaded.ebpf, aya_btf.as_ref()) {
                 probe.add(found.name, found.available, found.detail);
             }
-            let storage = load_storage(&mut loaded.ebpf, &mut probe, btf.as_ref(), &layout);
+            let offer = Offer {
+                btf: btf.as_ref().map_err(Clone::clone),
+                aya_btf: aya_btf.as_ref().ok(),
+                layout: layout.as_ref().map(drop).map_err(Clone::clone),
+                lsm: probe
+                    .feature("bpf_lsm_programs")
+                    .and_then(|()| probe.feature("bpf_lsm_active")),
+                trampoline: probe.feature("bpf_trampoline"),
+                override_return: probe.feature("bpf_override_return"),
+            };
+            let storage = load_storage(&mut loaded.ebpf, &mut probe, &offer);
             match NetMaps::take(&mut loaded.ebpf) {
                 Ok(net) => Some(Kernel {
                     ebpf: loaded.ebpf,

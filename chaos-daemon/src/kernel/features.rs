@@ -20,9 +20,9 @@ pub struct Probed {
 /// `CONFIG_FUNCTION_ERROR_INJECTION` is set, and the route storage faults use for fsync.
 const OVERRIDE_TARGET: &str = "__x64_sys_fsync";
 
-/// Probes every feature with the programs of `ebpf` (which are loaded here, not attached).
-pub fn probe(ebpf: &mut Ebpf) -> Vec<Probed> {
-    let btf = Btf::from_sys_fs();
+/// Probes every feature with the programs of `ebpf` (which are loaded here, not attached);
+/// `btf` is the kernel's BTF as aya parsed it, or why it could not.
+pub fn probe(ebpf: &mut Ebpf, btf: Result<&Btf, &String>) -> Vec<Probed> {
     let mut found = Vec::new();
     let mut add = |name, result: Result<String, String>| {
         let (available, detail) = match result {
@@ -37,14 +37,13 @@ pub fn probe(ebpf: &mut Ebpf) -> Vec<Probed> {
     };
     add(
         "btf",
-        btf.as_ref()
-            .map(|_| "/sys/kernel/btf/vmlinux".to_string())
+        btf.map(|_| "/sys/kernel/btf/vmlinux".to_string())
             .map_err(|err| format!("no kernel BTF: {err}")),
     );
     let btf = btf.ok();
     add(
         "bpf_lsm_programs",
-        load_with_btf(ebpf, btf.as_ref(), "probe_lsm", |program: &mut Lsm, btf| {
+        load_with_btf(ebpf, btf, "probe_lsm", |program: &mut Lsm, btf| {
             program.load("file_open", btf)
         })
         .map(|()| "an lsm/file_open program loaded".to_string()),
@@ -52,12 +51,9 @@ pub fn probe(ebpf: &mut Ebpf) -> Vec<Probed> {
     add("bpf_lsm_active", lsm_active());
     add(
         "bpf_trampoline",
-        load_with_btf(
-            ebpf,
-            btf.as_ref(),
-            "probe_fentry",
-            |program: &mut FEntry, btf| program.load("security_file_open", btf),
-        )
+        load_with_btf(ebpf, btf, "probe_fentry", |program: &mut FEntry, btf| {
+            program.load("security_file_open", btf)
+        })
         .map(|()| "an fentry program loaded (fentry, fexit, fmod_ret)".to_string()),
     );
     add("bpf_override_return", override_return(ebpf));

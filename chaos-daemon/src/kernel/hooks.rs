@@ -110,17 +110,13 @@ struct Program {
 /// What the node's kernel offers, as decided at start.
 pub struct Offer<'a> {
     pub btf: Result<&'a KernelBtf, String>,
+    /// The same BTF as aya parsed it, which it needs to load LSM programs.
+    pub aya_btf: Option<&'a aya::Btf>,
     /// Struct offsets for the programs, or why they are unknown.
     pub layout: Result<(), String>,
     pub lsm: Result<(), String>,
     pub trampoline: Result<(), String>,
     pub override_return: Result<(), String>,
-}
-
-/// What the LSM-hook routes need, prepared once.
-struct Routes<'a> {
-    relocated: Option<&'a Result<modret::Relocated, String>>,
-    aya_btf: Option<&'a Result<aya::Btf, String>>,
 }
 
 /// The storage programs and their attachments.
@@ -148,19 +144,10 @@ impl StorageHooks {
             }
             _ => None,
         };
-        // aya parses the kernel's BTF again for LSM programs: once for all of them.
-        let aya_btf = match (&common, &offer.lsm) {
-            (Ok(_), Ok(())) => Some(aya::Btf::from_sys_fs().map_err(|err| chain(&err))),
-            _ => None,
-        };
-        let routes = Routes {
-            relocated: relocated.as_ref(),
-            aya_btf: aya_btf.as_ref(),
-        };
         for hook in &LSM_HOOKS {
             let route = common
                 .clone()
-                .and_then(|btf| hooks.load_lsm_hook(ebpf, btf, hook, offer, &routes));
+                .and_then(|btf| hooks.load_lsm_hook(ebpf, btf, hook, offer, relocated.as_ref()));
             if !hook.optional {
                 hooks.set_route(hook.ops, route);
             }
@@ -210,18 +197,16 @@ impl StorageHooks {
         btf: &KernelBtf,
         hook: &LsmHook,
         offer: &Offer<'_>,
-        routes: &Routes<'_>,
+        relocated: Option<&Result<modret::Relocated, String>>,
     ) -> Result<Route, String> {
-        let (name, route, fd) = match (&offer.lsm, &offer.trampoline, routes.relocated) {
+        let (name, route, fd) = match (&offer.lsm, &offer.trampoline, relocated) {
             (Ok(()), _, _) => {
                 if btf.function_id(&format!("bpf_lsm_{}", hook.hook)).is_none() {
                     return Err(format!("this kernel has no LSM hook {}", hook.hook));
                 }
-                let aya_btf = routes
+                let aya_btf = offer
                     .aya_btf
-                    .ok_or("kernel BTF not parsed")?
-                    .as_ref()
-                    .map_err(Clone::clone)?;
+                    .ok_or("aya could not parse the kernel's BTF")?;
                 let program: &mut Lsm = program_mut(ebpf, hook.lsm)?;
                 program
                     .load(hook.hook, aya_btf)
@@ -257,14 +242,6 @@ impl StorageHooks {
             },
         );
         Ok(route)
-    }
-
-    /// How operation `op` (one bit) is failed here, or why it cannot be.
-    pub fn route(&self, op: u32) -> Result<Route, String> {
-        self.routes
-            .get(&op)
-            .cloned()
-            .unwrap_or_else(|| Err("not a storage operation".into()))
     }
 
     /// Per operation name: its route or why none, for `Capabilities`.

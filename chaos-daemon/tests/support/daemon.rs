@@ -104,6 +104,18 @@ impl Daemon {
         Some(daemon)
     }
 
+    /// Sends `req`, which must be refused with `code`; returns the refusal's message.
+    pub async fn refused(&self, req: chaos_proto::v1::InjectRequest, code: tonic::Code) -> String {
+        let status = self
+            .client()
+            .await
+            .inject(req)
+            .await
+            .expect_err("the request must be refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        status.message().to_string()
+    }
+
     /// `Get` of fault `id` from inside a blocking poll (e.g. a [`super::wait_until`]
     /// predicate) on a multi-threaded runtime; `None` if the call fails.
     pub fn get_blocking(&self, id: &str) -> Option<chaos_proto::v1::Fault> {

@@ -1,11 +1,14 @@
 //! File system calls made by a probe process, counted by result: what a storage errno fault
 //! does to a real program's `open`, `read`, `write`, `fsync`, ... calls.
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use serde_json::{json, Value};
+
+use super::probe::errno_name;
 
 /// Makes `count` calls of `op` on `path` and returns `{"ok": n, "errors": {"EIO": n, ...},
 /// "elapsed_ns": n}` (the time the calls took, set-up excluded).
@@ -30,20 +33,13 @@ pub fn run(op: &str, path: &Path, count: u64) -> Value {
         .map(std::os::fd::AsRawFd::as_raw_fd)
         .unwrap_or(-1);
     let mut ok = 0u64;
-    let mut errors = serde_json::Map::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let begin = std::time::Instant::now();
     for i in 0..count {
         let result = call(op, path, raw, i);
         match result {
             Ok(()) => ok += 1,
-            Err(err) => {
-                let name = match err.raw_os_error() {
-                    Some(code) => format!("{:?}", nix::errno::Errno::from_raw(code)),
-                    None => err.to_string(),
-                };
-                let n = errors.get(&name).and_then(Value::as_u64).unwrap_or(0);
-                errors.insert(name, json!(n + 1));
-            }
+            Err(err) => *errors.entry(errno_name(&err)).or_default() += 1,
         }
     }
     let elapsed_ns = begin.elapsed().as_nanos() as u64;

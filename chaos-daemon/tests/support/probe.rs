@@ -549,7 +549,7 @@ fn any_addr(peer: SocketAddr) -> SocketAddr {
 }
 
 /// `EPERM`-style name of an I/O error (its kind when it has no errno).
-fn errno_name(e: &io::Error) -> String {
+pub(crate) fn errno_name(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => format!("{:?}", nix::errno::Errno::from_raw(code)),
         None => format!("{:?}", e.kind()),
