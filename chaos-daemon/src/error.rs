@@ -67,6 +67,16 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+impl From<crate::kernel::shaper::Error> for Error {
+    fn from(err: crate::kernel::shaper::Error) -> Self {
+        if err.is_precondition() {
+            Self::FailedPrecondition(err.to_string())
+        } else {
+            Self::Internal(chain(&err))
+        }
+    }
+}
+
 impl From<crate::journal::Error> for Error {
     fn from(err: crate::journal::Error) -> Self {
         Self::Internal(err.to_string())

@@ -57,7 +57,12 @@ pub struct CgroupRef {
 pub enum Undo {
     /// A network fault slot: its parameters and peers in the pinned maps, and its place in the
     /// slot lists of its cgroups' attachments (detached with the last fault of a cgroup).
-    NetworkSlot { slot: u32 },
+    NetworkSlot {
+        slot: u32,
+        /// Interfaces given `fq` and the impairment filter (none for loss and partition).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ifaces: Vec<crate::kernel::shaper::Iface>,
+    },
     /// A storage errno fault slot: its parameters and path entries in the pinned maps, and
     /// its place in its cgroups' slot lists (the programs are detached with the last fault).
     ErrnoSlot {
@@ -217,7 +222,10 @@ mod tests {
             }],
             start_unix_ns: 1,
             end_unix_ns: 2,
-            undo: Undo::NetworkSlot { slot: 3 },
+            undo: Undo::NetworkSlot {
+                slot: 3,
+                ifaces: Vec::new(),
+            },
         };
         journal.write(&record).expect("write");
         assert_eq!(journal.load_all().expect("load"), vec![record.clone()]);

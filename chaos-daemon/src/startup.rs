@@ -7,7 +7,8 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     engine::StorageKernel,
-    engine::{Engine, Kernel, Shared},
+    engine::{Engine, Kernel, ShapeKernel, Shared},
+    faults::shape,
     journal::Journal,
     kernel::{
         btf::KernelBtf,
@@ -19,6 +20,8 @@ use crate::{
         netmaps::NetMaps,
         pins::Pins,
         probe::Probe,
+        shapemaps::ShapeMaps,
+        shaper::{self, Shapers},
         storagemaps::StorageMaps,
     },
     targets::Hierarchy,
@@ -58,6 +61,50 @@ fn load_storage(
             None
         }
     }
+}
+
+/// Loads the network impairment program and takes its maps, and probes `fq`; `None` when
+/// no impairment can run here. The reasons go to `Capabilities`: without `fq`, corruption
+/// and duplication still work, delay and bandwidth do not.
+fn load_shape(ebpf: &mut aya::Ebpf, probe: &mut Probe) -> Option<ShapeKernel> {
+    let fq = shaper::probe_fq();
+    probe.add(
+        "fq",
+        fq.is_ok(),
+        fq.clone().err().unwrap_or_else(|| {
+            "the fq qdisc holds each packet until the departure time the impairment              program gives it"
+                .to_string()
+        }),
+    );
+    let program = loader::classifier(ebpf, loader::NET_SHAPE).and_then(|p| {
+        p.load().map_err(|source| crate::kernel::Error::Program {
+            name: loader::NET_SHAPE,
+            source,
+        })
+    });
+    let loaded = program.and_then(|()| ShapeMaps::take(ebpf, shape::tables()));
+    probe.add(
+        "tc_shape_program",
+        loaded.is_ok(),
+        match &loaded {
+            Ok(_) => "TC egress program that sets departure times, corrupts and duplicates: \
+                      loaded and verified"
+                .to_string(),
+            Err(err) => crate::error::chain(err),
+        },
+    );
+    if let Err(err) = &loaded {
+        probe.shape_refusal = Some(format!(
+            "the impairment program cannot be loaded: {}",
+            crate::error::chain(err)
+        ));
+    }
+    probe.pacing_refusal = fq.err().map(|why| format!("fq: {why}"));
+    let maps = loaded.ok()?;
+    Some(ShapeKernel {
+        maps,
+        shapers: Shapers::default(),
+    })
 }
 
 /// Probes the node, loads the programs, replays the journal.
@@ -111,6 +158,7 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
                 override_return: probe.feature("bpf_override_return"),
             };
             let storage = load_storage(&mut loaded.ebpf, &mut probe, &offer);
+            let shape = load_shape(&mut loaded.ebpf, &mut probe);
             match NetMaps::take(&mut loaded.ebpf) {
                 Ok(net) => Some(Kernel {
                     ebpf: loaded.ebpf,
@@ -118,6 +166,7 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
                     links: NetLinks::default(),
                     clock: loaded.clock,
                     storage,
+                    shape,
                 }),
                 Err(err) => {
                     probe.refuse_network(crate::error::chain(&err));
@@ -131,6 +180,9 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
             None
         }
     };
+    if kernel.is_none() && probe.shape_refusal.is_none() {
+        probe.shape_refusal = probe.network_refusal.clone();
+    }
     let limits = config.limits();
     let engine = Engine::new(hier, kernel, pins, journal, probe, limits);
     let shared: Shared = Arc::new(Mutex::new(engine));

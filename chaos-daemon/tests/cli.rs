@@ -435,6 +435,7 @@ fn fault(id: &str, state: FaultState) -> Fault {
             seen: 1000,
             matched: 900,
             affected: 270,
+            ..Counters::default()
         }),
         ..Default::default()
     }

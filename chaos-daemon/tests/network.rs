@@ -7,10 +7,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use chaos_proto::v1::{
     fault_service_client::FaultServiceClient, inject_request::Spec, network_fault::Action,
-    Direction, Fault, FaultState, GetRequest, InjectRequest, Loss, NetworkFault, Partition,
-    PortRange, Protocol, WatchRequest,
+    Direction, Fault, FaultState, InjectRequest, Loss, NetworkFault, Partition, PortRange,
+    Protocol, WatchRequest,
 };
 use support::{
+    api::{self, get, inject},
     assert_rate_within, require_root, spawn_probe, steady_stream, wait_until, Daemon, ProbeJob,
     TcpAcceptServer, TestCgroup, TwoNs, UdpEchoServer, B_V4, B_V4_ROUTED, B_V6,
 };
@@ -24,15 +25,7 @@ const NETWORK: &[&str] = &["cgroup_v2", "cgroup_skb"];
 const SIGMAS: f64 = 5.0;
 
 fn network(spec: NetworkFault, target: &str, duration: Duration) -> InjectRequest {
-    InjectRequest {
-        target: target.to_string(),
-        start_at_unix_ns: 0,
-        duration: Some(prost_types::Duration {
-            seconds: duration.as_secs() as i64,
-            nanos: duration.subsec_nanos() as i32,
-        }),
-        spec: Some(Spec::Network(spec)),
-    }
+    api::request(target, 0, duration, Spec::Network(spec))
 }
 
 fn loss(percent: f64, direction: Direction) -> NetworkFault {
@@ -50,18 +43,6 @@ fn partition(peers: &[&str], direction: Direction) -> NetworkFault {
         action: Some(Action::Partition(Partition {})),
         ..NetworkFault::default()
     }
-}
-
-async fn inject(client: &mut FaultServiceClient<Channel>, req: InjectRequest) -> Fault {
-    client.inject(req).await.expect("inject").into_inner()
-}
-
-async fn get(client: &mut FaultServiceClient<Channel>, id: &str) -> Fault {
-    client
-        .get(GetRequest { id: id.to_string() })
-        .await
-        .expect("get")
-        .into_inner()
 }
 
 /// The programs the kernel runs for a cgroup's packets (`bpftool cgroup show … effective`).

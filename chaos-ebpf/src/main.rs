@@ -3,10 +3,13 @@
 #![no_main]
 #![feature(asm_experimental_arch)]
 
+mod atomic;
 mod clock;
 mod net;
 mod probe;
+mod shape;
 mod storage;
+mod targets;
 
 /// The object must carry a GPL-compatible license to call GPL-only helpers such as
 /// `bpf_ktime_get_tai_ns`.

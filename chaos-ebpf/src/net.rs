@@ -21,8 +21,11 @@
 // container's; it also needs Linux 6.2.
 #![allow(deprecated)]
 
+use core::{ffi::c_void, mem::size_of, mem::MaybeUninit};
+
 use aya_ebpf::{
-    helpers::generated::bpf_get_prandom_u32,
+    bindings::{__sk_buff, bpf_hdr_start_off::BPF_HDR_START_NET},
+    helpers::generated::{bpf_get_prandom_u32, bpf_skb_load_bytes_relative},
     macros::{cgroup_skb, map},
     maps::{lpm_trie::Key, Array, CgroupStorage, LpmTrie, PerCpuArray},
     programs::SkBuffContext,
@@ -78,8 +81,8 @@ pub fn net_noop(_ctx: SkBuffContext) -> i32 {
 
 /// The fields of a packet that filters look at.
 #[derive(Clone, Copy)]
-struct Packet {
-    protocol: u8,
+pub(crate) struct Packet {
+    pub(crate) protocol: u8,
     has_ports: bool,
     local_port: u16,
     peer_port: u16,
@@ -88,7 +91,7 @@ struct Packet {
 }
 
 impl Packet {
-    const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         protocol: 0,
         has_ports: false,
         local_port: 0,
@@ -115,7 +118,7 @@ fn judge(ctx: &SkBuffContext, dir: u8) -> bool {
         }
         // Parse and read the clock once, and only when a fault is there.
         if !parsed {
-            if !parse(ctx, dir, &mut pkt) {
+            if !parse(ctx.skb.skb, dir, &mut pkt) {
                 return false;
             }
             parsed = true;
@@ -143,9 +146,26 @@ fn apply(slot: u32, dir: u8, now: u64, pkt: &Packet) -> bool {
     // SAFETY: per-CPU value of this slot; this CPU is the only writer while we run.
     let counters = unsafe { &mut *counters };
     counters.seen += 1;
-    if now < fault.start_ns || now >= fault.end_ns {
+    if now < fault.start_ns || now >= fault.end_ns || !matches(slot, fault, pkt) {
         return false;
     }
+    counters.matched += 1;
+    // SAFETY: helper without pointer arguments.
+    let draw = u64::from(unsafe { bpf_get_prandom_u32() });
+    if draw >= fault.threshold {
+        return false;
+    }
+    counters.affected += 1;
+    if counters.first_ns == 0 {
+        counters.first_ns = now;
+    }
+    counters.last_ns = now;
+    true
+}
+
+/// The fault at `slot` is about this packet: protocol, ports and peer all match.
+#[inline(always)]
+pub(crate) fn matches(slot: u32, fault: &NetFault, pkt: &Packet) -> bool {
     if !protocol_matches(fault.protocol, pkt.protocol) || !ports_match(fault, pkt) {
         return false;
     }
@@ -161,18 +181,13 @@ fn apply(slot: u32, dir: u8, now: u64, pkt: &Packet) -> bool {
             return false;
         }
     }
-    counters.matched += 1;
-    // SAFETY: helper without pointer arguments.
-    let draw = u64::from(unsafe { bpf_get_prandom_u32() });
-    if draw >= fault.threshold {
-        return false;
-    }
-    counters.affected += 1;
-    if counters.first_ns == 0 {
-        counters.first_ns = now;
-    }
-    counters.last_ns = now;
     true
+}
+
+/// A network fault's parameters.
+#[inline(always)]
+pub(crate) fn fault(slot: u32) -> Option<&'static NetFault> {
+    NET_FAULTS.get(slot)
 }
 
 #[inline(always)]
@@ -205,17 +220,18 @@ fn ports_match(fault: &NetFault, pkt: &Packet) -> bool {
     false
 }
 
-/// Reads protocol, ports and peer address into `pkt`; false for non-IP packets.
-/// `cgroup_skb` data starts at the IP header.
+/// Reads protocol, ports and peer address into `pkt`; false for non-IP packets. Offsets are
+/// from the IP header, where `cgroup_skb` data starts and TC data does not: the loads are
+/// relative to the network header, so both program types share this.
 #[inline(always)]
-fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
-    let Ok(first) = ctx.load::<u8>(0) else {
+pub(crate) fn parse(skb: *mut __sk_buff, dir: u8, pkt: &mut Packet) -> bool {
+    let Ok(first) = load::<u8>(skb, 0) else {
         return false;
     };
     let l4: usize;
     match first >> 4 {
         4 => {
-            let Ok(header) = ctx.load::<[u8; 20]>(0) else {
+            let Ok(header) = load::<[u8; 20]>(skb, 0) else {
                 return false;
             };
             pkt.protocol = header[9];
@@ -233,12 +249,12 @@ fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
             l4 = usize::from(first & 0x0f) * 4;
         }
         6 => {
-            let Ok(next) = ctx.load::<u8>(6) else {
+            let Ok(next) = load::<u8>(skb, 6) else {
                 return false;
             };
             pkt.protocol = next;
             let peer = if dir == DIR_EGRESS { 24 } else { 8 };
-            let Ok(addr) = ctx.load::<[u8; 16]>(peer) else {
+            let Ok(addr) = load::<[u8; 16]>(skb, peer) else {
                 return false;
             };
             pkt.peer = addr;
@@ -247,7 +263,7 @@ fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
         _ => return false,
     }
     if pkt.protocol == PROTO_TCP || pkt.protocol == PROTO_UDP {
-        if let Ok(ports) = ctx.load::<[u8; 4]>(l4) {
+        if let Ok(ports) = load::<[u8; 4]>(skb, l4) {
             let src = u16::from_be_bytes([ports[0], ports[1]]);
             let dst = u16::from_be_bytes([ports[2], ports[3]]);
             (pkt.local_port, pkt.peer_port) = if dir == DIR_EGRESS {
@@ -259,4 +275,27 @@ fn parse(ctx: &SkBuffContext, dir: u8, pkt: &mut Packet) -> bool {
         }
     }
     true
+}
+
+/// Reads a `T` at `offset` bytes from the packet's network header.
+#[inline(always)]
+pub(crate) fn load<T>(skb: *mut __sk_buff, offset: usize) -> Result<T, i64> {
+    let mut value = MaybeUninit::<T>::uninit();
+    // SAFETY: the helper writes at most size_of::<T>() bytes into `value`, and fails (leaving
+    // it unread) when the packet is shorter.
+    let ret = unsafe {
+        bpf_skb_load_bytes_relative(
+            skb as *const c_void,
+            offset as u32,
+            value.as_mut_ptr() as *mut c_void,
+            size_of::<T>() as u32,
+            BPF_HDR_START_NET,
+        )
+    };
+    if ret == 0 {
+        // SAFETY: fully written by the helper.
+        Ok(unsafe { value.assume_init() })
+    } else {
+        Err(ret)
+    }
 }

@@ -20,7 +20,7 @@
 //! steps, stopping at the file system's root) and looks each (device, inode) up. No string
 //! is compared, the cost is bounded, and a path means what it means inside the container.
 //! Struct offsets come from the daemon ([`STORAGE_LAYOUT`], read from the kernel's BTF).
-use core::{arch::asm, ffi::c_void};
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
@@ -37,11 +37,11 @@ use aya_ebpf::{
 };
 use chaos_common::storage::{
     KernelLayout, PathKey, StorageCounters, StorageFault, StorageSlots, MAX_DEPTH, MAX_FAULTS,
-    MAX_LEVELS, MAX_PATHS, MAX_TARGETS, OP_CREATE, OP_FDATASYNC, OP_FSYNC, OP_MKDIR, OP_OPEN,
-    OP_READ, OP_RENAME, OP_RMDIR, OP_SYNC_FILE_RANGE, OP_TRUNCATE, OP_UNLINK, OP_WRITE,
+    MAX_PATHS, MAX_TARGETS, OP_CREATE, OP_FDATASYNC, OP_FSYNC, OP_MKDIR, OP_OPEN, OP_READ,
+    OP_RENAME, OP_RMDIR, OP_SYNC_FILE_RANGE, OP_TRUNCATE, OP_UNLINK, OP_WRITE,
 };
 
-use crate::clock::now_ns;
+use crate::{atomic, clock::now_ns, targets};
 
 #[map]
 static STORAGE_LEVELS: Array<u32> = Array::pinned(1, 0);
@@ -143,27 +143,10 @@ fn decide(op: u32, files: impl FnOnce(&KernelLayout) -> Option<Files>) -> i32 {
 /// so one hit is the whole answer.
 #[inline(always)]
 fn target_slots() -> Option<StorageSlots> {
-    let levels = *STORAGE_LEVELS.get(0)?;
-    if levels == 0 {
-        return None;
-    }
-    for i in 0..MAX_LEVELS {
-        let level = MAX_LEVELS - 1 - i;
-        if levels & (1 << level) == 0 {
-            continue;
-        }
-        // SAFETY: helper without pointer arguments.
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-        // 0: the task's cgroup is shallower than this level.
-        if id == 0 {
-            continue;
-        }
-        // SAFETY: the value is copied out.
-        if let Some(slots) = unsafe { STORAGE_TARGETS.get(id) } {
-            return Some(*slots);
-        }
-    }
-    None
+    // SAFETY: helper without pointer arguments; 0 when the task's cgroup is shallower.
+    targets::deepest(&STORAGE_LEVELS, &STORAGE_TARGETS, |level| unsafe {
+        bpf_get_current_ancestor_cgroup_id(level)
+    })
 }
 
 /// One fault on one call: counters, window, path, draw, budget; `-errno` to fail it.
@@ -196,7 +179,7 @@ fn apply(slot: u32, op: u32, now: u64, files: Files, layout: &KernelLayout) -> i
         let Some(total) = STORAGE_FAILURES.get_ptr_mut(slot) else {
             return 0;
         };
-        if fetch_add_one(total) >= fault.max_failures {
+        if atomic::fetch_add(total, 1) >= fault.max_failures {
             return 0;
         }
     }
@@ -206,23 +189,6 @@ fn apply(slot: u32, op: u32, now: u64, files: Files, layout: &KernelLayout) -> i
     }
     counters.last_ns = now;
     -(fault.errno as i32)
-}
-
-/// Adds one to a u64 shared by every CPU and returns its value before: one
-/// `BPF_ATOMIC | BPF_FETCH` add, which Rust's atomics do not offer on the BPF target.
-#[inline(always)]
-fn fetch_add_one(value: *mut u64) -> u64 {
-    let mut before: u64 = 1;
-    // SAFETY: `value` points into a map value the verifier checked; the instruction only
-    // reads and writes those 8 bytes.
-    unsafe {
-        asm!(
-            "{0} = atomic_fetch_add((u64 *)({1} + 0), {0})",
-            inout(reg) before,
-            in(reg) value,
-        );
-    }
-    before
 }
 
 /// True when `dentry` is, or is below, a directory of `slot`'s path set.

@@ -219,10 +219,12 @@ pub enum Command {
 /// The kinds of fault `inject` can arm.
 #[derive(Debug, Clone, Subcommand)]
 pub enum InjectCommand {
-    /// Drop a share (--loss) or all (--partition) of a target's matching packets.
+    /// Drop (--loss, --partition), delay, rate-limit, corrupt or duplicate a target's packets.
     ///
     /// The fault applies to the packets of the target's cgroup that match every filter
     /// given (--direction, --protocol, --port, --cidr), from --start-at for --duration.
+    /// Impairments act on packets the target sends; they need the fq qdisc, which the
+    /// daemon installs on the target's interfaces for the window.
     #[command(after_help = NETWORK_AFTER_HELP)]
     Network(NetworkArgs),
     /// Kill, pause (freeze) or restart a target's processes.
@@ -282,7 +284,12 @@ pub struct WatchArgs {
 
 /// Flags of `inject network`; [`NetworkArgs::to_inject_request`] turns them into a request.
 #[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["loss", "partition"])))]
+#[command(group(
+    ArgGroup::new("action")
+        .required(true)
+        .multiple(true)
+        .args(["loss", "partition", "delay", "jitter", "rate", "corrupt", "duplicate"])
+))]
 pub struct NetworkArgs {
     /// Who, when and how long.
     #[command(flatten)]
@@ -303,8 +310,12 @@ pub struct NetworkArgs {
     /// Drop every matching packet (a partition); needs at least one --cidr.
     ///
     /// Example: --partition --cidr 10.0.0.0/8
-    #[arg(long)]
+    #[arg(long, conflicts_with = "loss")]
     pub partition: bool,
+
+    /// Delay, bandwidth, corruption, duplication of the packets the target sends.
+    #[command(flatten)]
+    pub impair: Box<super::impair::ImpairArgs>,
 
     /// Which packets by direction, seen from the target [default: both].
     ///

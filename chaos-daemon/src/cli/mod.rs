@@ -6,6 +6,7 @@ pub mod actors;
 pub mod args;
 pub mod connect;
 pub mod error;
+pub mod impair;
 pub mod output;
 pub mod parse;
 pub mod request;

@@ -42,6 +42,9 @@ pub enum ParseError {
         examples = ERRNO_EXAMPLES
     )]
     Errno(String),
+    /// A rate that is not a number with an optional bit/s unit.
+    #[error("`{0}` is not a rate (examples: 10mbit, 512kbit, 1gbit, 800 for bit/s)")]
+    Rate(String),
     /// A port that is not `P` or `A-B` with decimal numbers.
     #[error("`{0}` is not a port or port range (examples: 443, 8000-8080)")]
     Port(String),
@@ -185,15 +188,9 @@ fn errno_named(name: &str) -> Option<String> {
 
 /// Parses a size in bytes: `4096`, `512MiB`, `512M` (= MiB), `1.5GiB`, `100MB` (decimal).
 pub fn parse_size(input: &str) -> Result<u64, ParseError> {
-    let text = input.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| ParseError::Size(input.to_owned()))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) =
+        number_and_unit(input).ok_or_else(|| ParseError::Size(input.to_owned()))?;
+    let multiplier: u64 = match unit.as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
         "m" | "mib" => 1 << 20,
@@ -210,6 +207,16 @@ pub fn parse_size(input: &str) -> Result<u64, ParseError> {
         return Err(ParseError::Size(input.to_owned()));
     }
     Ok(bytes as u64)
+}
+
+/// A decimal number and the unit after it, lowercased: `1.5GiB` → (1.5, "gib").
+pub fn number_and_unit(input: &str) -> Option<(f64, String)> {
+    let text = input.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit.trim().to_ascii_lowercase()))
 }
 
 /// `--memory` or `--fill`: a size, or a percentage (of a limit, of a file system).

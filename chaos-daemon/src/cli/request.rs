@@ -58,7 +58,7 @@ impl NetworkArgs {
             (None, true) => Some(network_fault::Action::Partition(Partition {})),
             (None, false) => None,
         };
-        let network = NetworkFault {
+        let mut network = NetworkFault {
             direction: self
                 .direction
                 .map_or(Direction::Unspecified, Direction::from) as i32,
@@ -66,7 +66,9 @@ impl NetworkArgs {
             ports: self.ports.clone(),
             peers: self.cidrs.clone(),
             action,
+            ..NetworkFault::default()
         };
+        self.impair.fill(&mut network)?;
         self.window
             .to_request(now, inject_request::Spec::Network(network))
     }
@@ -91,6 +93,7 @@ mod tests {
             },
             loss: Some(30.0),
             partition: false,
+            impair: Default::default(),
             direction: None,
             protocol: None,
             ports: Vec::new(),

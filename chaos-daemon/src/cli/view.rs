@@ -65,6 +65,9 @@ pub struct NetworkSpecView {
     /// The loss percentage, for loss faults only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<f64>,
+    /// Delay, bandwidth, corruption and duplication, as `inject network` flags say them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub impairments: Vec<String>,
 }
 
 /// A process fault's action.
@@ -312,8 +315,21 @@ pub struct CountersView {
     pub seen: u64,
     /// Of those, inside the window and passing every filter.
     pub matched: u64,
-    /// Of those, dropped.
+    /// Of those, dropped or impaired.
     pub affected: u64,
+    /// Impairments, packet by packet (absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delayed: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queue_dropped: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub corrupted: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicated: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What this node supports, as printed by `capabilities`.
@@ -392,6 +408,10 @@ impl From<&Fault> for FaultView {
                 seen: counters.seen,
                 matched: counters.matched,
                 affected: counters.affected,
+                delayed: counters.delayed,
+                queue_dropped: counters.queue_dropped,
+                corrupted: counters.corrupted,
+                duplicated: counters.duplicated,
             },
             message: fault.message.clone(),
         }
@@ -416,6 +436,7 @@ impl From<&NetworkFault> for NetworkSpecView {
                 Some(network_fault::Action::Loss(loss)) => Some(loss.percent),
                 _ => None,
             },
+            impairments: super::impair::describe(network),
         }
     }
 }
@@ -492,6 +513,10 @@ pub fn network_kind(network: &NetworkFault) -> &'static str {
     match network.action {
         Some(network_fault::Action::Loss(_)) => "network.loss",
         Some(network_fault::Action::Partition(_)) => "network.partition",
+        None if network.delay.is_some() => "network.delay",
+        None if network.bandwidth.is_some() => "network.bandwidth",
+        None if network.corrupt.is_some() => "network.corrupt",
+        None if network.duplicate.is_some() => "network.duplicate",
         None => "network",
     }
 }
@@ -557,6 +582,7 @@ pub(crate) mod tests {
                 }],
                 peers: vec!["10.0.0.0/8".into()],
                 action: Some(network_fault::Action::Loss(Loss { percent: 30.0 })),
+                ..NetworkFault::default()
             })),
             start_at_unix_ns: 1_000,
             end_at_unix_ns: 2_000,
@@ -568,6 +594,7 @@ pub(crate) mod tests {
                 seen: 10,
                 matched: 5,
                 affected: 2,
+                ..Counters::default()
             }),
             message: String::new(),
             outcome: None,

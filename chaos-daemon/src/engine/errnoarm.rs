@@ -2,10 +2,7 @@
 //! cgroup's slot list, the depths targets sit at, and the programs the operations need.
 use std::collections::BTreeMap;
 
-use chaos_common::{
-    net::SLOTS_PER_TARGET,
-    storage::{PathKey, StorageFault, StorageSlots, MAX_LEVELS},
-};
+use chaos_common::storage::{PathKey, StorageFault};
 use chaos_proto::v1::{Fault, Outcome};
 use tracing::warn;
 
@@ -124,29 +121,7 @@ impl Engine {
                 entry.0.push(errno.slot + 1);
             }
         }
-        let mut levels = 0u32;
-        let mut lists = Vec::new();
-        for (id, (own, cgroup)) in &per_cgroup {
-            // The program takes the deepest targeted cgroup's list only: fold in the faults
-            // of the targeted cgroups above it.
-            let mut tags = own.clone();
-            for (other, (their, above)) in &per_cgroup {
-                if other != id && cgroup.path.starts_with(&above.path) {
-                    tags.extend(their.iter().filter(|t| !own.contains(t)));
-                }
-            }
-            if tags.len() > SLOTS_PER_TARGET {
-                return Err(Error::ResourceExhausted(format!(
-                    "{} and the cgroups above it already have {SLOTS_PER_TARGET} storage errno \
-                     faults, the most one cgroup can have",
-                    cgroup.path.display()
-                )));
-            }
-            levels |= 1 << self.cgroup_level(cgroup)?;
-            let mut slots = StorageSlots::default();
-            slots.slots[..tags.len()].copy_from_slice(&tags);
-            lists.push((*id, slots));
-        }
+        let (levels, lists) = self.target_lists(&per_cgroup, "storage errno")?;
         let Some(kernel) = self.kernel.as_mut() else {
             return Ok(());
         };
@@ -158,44 +133,10 @@ impl Engine {
         else {
             return Ok(());
         };
-        // New lists before the depths that make the programs look at them; stale cgroups
-        // after; programs last, so a fault is whole before the first call meets it.
-        for (id, slots) in &lists {
-            storage.maps.set_target(*id, slots)?;
-        }
-        let old = storage.maps.targets();
-        storage.maps.set_levels(levels)?;
-        for id in old {
-            if !per_cgroup.contains_key(&id) {
-                storage.maps.set_target(id, &StorageSlots::default())?;
-            }
-        }
+        // Lists first, programs last, so a fault is whole before the first call meets it.
+        storage.maps.targets.replace(levels, &lists)?;
         storage.hooks.sync(ebpf, &self.pins, ops)?;
         Ok(())
-    }
-
-    /// A cgroup's depth below the v2 root: the level `bpf_get_current_ancestor_cgroup_id`
-    /// takes.
-    fn cgroup_level(&self, cgroup: &CgroupRef) -> Result<u32, Error> {
-        let depth = self
-            .hier
-            .as_ref()
-            .and_then(|h| cgroup.path.strip_prefix(&h.mount).ok())
-            .map(|rel| rel.components().count() as u32)
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "{} is not below the cgroup v2 mount",
-                    cgroup.path.display()
-                ))
-            })?;
-        if depth >= MAX_LEVELS {
-            return Err(Error::FailedPrecondition(format!(
-                "{} is {depth} levels deep; storage errno faults reach cgroups up to {} levels",
-                cgroup.path.display(),
-                MAX_LEVELS - 1
-            )));
-        }
-        Ok(depth)
     }
 }
 

@@ -8,6 +8,8 @@ mod errnoarm;
 mod lifecycle;
 mod netarm;
 mod recover;
+mod shapearm;
+mod targetlists;
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -50,7 +52,11 @@ pub struct Kernel {
     pub clock: KernelClock,
     /// The storage errno programs and maps, where some route exists.
     pub storage: Option<StorageKernel>,
+    /// The network impairment program, its maps and interfaces, where it loaded.
+    pub shape: Option<ShapeKernel>,
 }
+
+pub use shapearm::ShapeKernel;
 
 /// The storage errno part of the kernel state.
 pub struct StorageKernel {
@@ -85,7 +91,10 @@ impl Armed {
 
     fn undo(&self) -> Undo {
         match &self.action {
-            Action::Network { slot, .. } => Undo::NetworkSlot { slot: *slot },
+            Action::Network { slot, plan } => Undo::NetworkSlot {
+                slot: *slot,
+                ifaces: plan.ifaces.clone(),
+            },
             Action::Errno(e) => Undo::ErrnoSlot {
                 slot: e.slot,
                 inodes: e.inodes.clone(),
@@ -194,10 +203,18 @@ impl Engine {
                 plan.kind
             )));
         }
+        if let Planned::Network(plan) = &planned {
+            if plan.fault.shape != 0 {
+                self.refuse_unshapeable(plan)?;
+            }
+        }
         let cgroups = self.resolve(req.target.trim())?;
         let id = uuid::Uuid::new_v4().to_string();
         let armed = match planned {
-            Planned::Network(plan) => {
+            Planned::Network(mut plan) => {
+                if plan.fault.shape != 0 {
+                    plan.ifaces = self.shape_ifaces(&cgroups)?;
+                }
                 let slot = self.free_slots.pop().ok_or_else(|| {
                     Error::ResourceExhausted(format!(
                         "all {} network fault slots are in use",
@@ -571,6 +588,7 @@ fn show_counters(fault: &mut Fault, c: &chaos_common::Counters, clock: KernelClo
         seen: c.seen,
         matched: c.matched,
         affected: c.affected,
+        ..Counters::default()
     });
     fault.first_affected_unix_ns = clock.to_unix(c.first_ns);
     fault.last_affected_unix_ns = clock.to_unix(c.last_ns);

@@ -29,7 +29,14 @@ impl Engine {
             kernel.clock.from_unix(window.start_unix_ns),
             kernel.clock.from_unix(window.end_unix_ns),
         );
-        let mut result = network::arm(&mut kernel.net, slot, plan, window_ns);
+        let mut result = network::arm(&mut kernel.net, slot, plan, window_ns).and_then(|fresh| {
+            if fresh {
+                if let Some(shape) = kernel.shape.as_mut() {
+                    shape.maps.reset(slot)?;
+                }
+            }
+            Ok(())
+        });
         for cgroup in &armed.cgroups {
             result = result.and_then(|()| {
                 kernel
@@ -39,8 +46,12 @@ impl Engine {
         }
         let result = result
             .map_err(Error::from)
-            .and_then(|()| self.sync_cgroups(&armed.cgroups, Some(armed)));
+            .and_then(|()| self.sync_cgroups(&armed.cgroups, Some(armed)))
+            .and_then(|()| self.sync_shaping(Some(armed)));
         if let Err(err) = result {
+            if let Err(sync_err) = self.sync_shaping(None) {
+                warn!(error = %sync_err, "undoing the impairments of a failed fault");
+            }
             if let Err(sync_err) = self.sync_cgroups(&armed.cgroups, None) {
                 warn!(error = %sync_err, "undoing the attachments of a failed fault");
             }
@@ -61,6 +72,9 @@ impl Engine {
         plan: &network::NetPlan,
     ) {
         // Attachments stop pointing at the slot first, then the slot is cleared.
+        if let Err(err) = self.sync_shaping(None) {
+            warn!(fault.id = %id, error = %err, "taking the fault's impairments out");
+        }
         if let Err(err) = self.sync_cgroups(cgroups, None) {
             warn!(fault.id = %id, error = %err, "unlinking the fault from its cgroups");
         }
@@ -134,4 +148,5 @@ pub(super) fn refresh(fault: &mut Fault, slot: u32, kernel: &Kernel) {
         Ok(c) => super::show_counters(fault, &c, kernel.clock),
         Err(err) => warn!(fault.id = %fault.id, error = %err, "reading counters"),
     }
+    super::shapearm::refresh(fault, slot, kernel);
 }

@@ -26,6 +26,14 @@ impl Engine {
             }
         }
         let now = clock::unix_now_ns();
+        // Interfaces the records name: those no adopted fault keeps are put back at the end.
+        let recorded: Vec<_> = records
+            .iter()
+            .flat_map(|r| match &r.undo {
+                Undo::NetworkSlot { ifaces, .. } => ifaces.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
         for record in records {
             let span = info_span!("recover", fault.id = %record.id);
             let _guard = span.enter();
@@ -107,6 +115,8 @@ impl Engine {
         }
         // Storage targets and programs no adopted fault needs any more.
         self.sync_storage(None)?;
+        self.sync_shaping(None)?;
+        self.put_back_orphans(&recorded);
         Ok(())
     }
 
@@ -125,8 +135,9 @@ impl Engine {
                 .collect::<Vec<_>>()
         };
         match (&req.spec, &record.undo) {
-            (Some(inject_request::Spec::Network(spec)), Undo::NetworkSlot { slot }) => {
-                let plan = network::plan(spec)?;
+            (Some(inject_request::Spec::Network(spec)), Undo::NetworkSlot { slot, ifaces }) => {
+                let mut plan = network::plan(spec)?;
+                plan.ifaces = ifaces.clone();
                 let position = self
                     .free_slots
                     .iter()
@@ -232,6 +243,9 @@ impl Engine {
             }
             if let Some(storage) = kernel.storage.as_mut() {
                 storage.hooks.detach_all();
+            }
+            if let Some(shape) = kernel.shape.as_mut() {
+                shape.shapers.remove_all();
             }
         }
         let now = clock::unix_now_ns();

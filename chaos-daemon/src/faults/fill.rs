@@ -247,6 +247,7 @@ impl Actor for Run {
             seen: 1,
             matched: 1,
             affected: 1,
+            ..Counters::default()
         };
         info!(file = %self.ns_dir.join(&self.name).display(), bytes = self.filled,
             used_percent = self.used_percent, "file system filled");

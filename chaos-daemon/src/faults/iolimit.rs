@@ -266,6 +266,7 @@ impl Actor for Run {
             seen: 1,
             matched: 1,
             affected: on,
+            ..Counters::default()
         });
         fault.outcome = Some(Outcome::default());
     }

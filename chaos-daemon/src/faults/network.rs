@@ -22,8 +22,11 @@ pub struct NetPlan {
     /// Parameters without the window.
     pub fault: NetFault,
     pub peers: Vec<Peer>,
-    /// `network.loss` or `network.partition`.
+    /// `network.loss`, `network.partition`, or the first impairment (`network.delay`, ...).
     pub kind: &'static str,
+    /// Interfaces whose root qdisc and egress filter carry the impairments (empty without
+    /// them); found from the target's processes when the fault is injected.
+    pub ifaces: Vec<crate::kernel::shaper::Iface>,
 }
 
 /// Validates a `NetworkFault`; errors name the field.
@@ -89,10 +92,19 @@ pub fn plan(spec: &NetworkFault) -> Result<NetPlan, Error> {
     if !peers.is_empty() {
         fault.flags |= FLAG_PEERS;
     }
+    let impairments = super::shape::plan(spec, &mut fault)?;
     let kind = match &spec.action {
-        None => return Err(Error::invalid("network.action", "set loss or partition")),
+        None => match impairments.first() {
+            Some(kind) => kind,
+            None => {
+                return Err(Error::invalid(
+                    "network.action",
+                    "set loss, partition, delay, bandwidth, corrupt or duplicate",
+                ))
+            }
+        },
         Some(Action::Loss(loss)) => {
-            fault.threshold = threshold(loss.percent)?;
+            fault.threshold = threshold("network.loss.percent", loss.percent)?;
             "network.loss"
         }
         Some(Action::Partition(_)) => {
@@ -106,15 +118,20 @@ pub fn plan(spec: &NetworkFault) -> Result<NetPlan, Error> {
             "network.partition"
         }
     };
-    Ok(NetPlan { fault, peers, kind })
+    Ok(NetPlan {
+        fault,
+        peers,
+        kind,
+        ifaces: Vec::new(),
+    })
 }
 
-/// Draw threshold for a loss percentage: a packet is dropped when a uniform 32-bit draw is
-/// below it, so the probability is exact to 2⁻³² (no modulo bias).
-fn threshold(percent: f64) -> Result<u64, Error> {
+/// Draw threshold for a percentage (`field` names it in errors): an event is chosen when a
+/// uniform 32-bit draw is below it, so the probability is exact to 2⁻³² (no modulo bias).
+pub fn threshold(field: &str, percent: f64) -> Result<u64, Error> {
     if !(percent > 0.0 && percent <= 100.0) {
         return Err(Error::invalid(
-            "network.loss.percent",
+            field,
             format!("must be in (0, 100], got {percent}"),
         ));
     }
@@ -122,7 +139,7 @@ fn threshold(percent: f64) -> Result<u64, Error> {
     let hundredths = (percent * 100.0).round() as u64;
     if hundredths == 0 {
         return Err(Error::invalid(
-            "network.loss.percent",
+            field,
             format!("{percent} is below the 0.01 resolution"),
         ));
     }
@@ -173,13 +190,14 @@ fn parse_peers(peers: &[String]) -> Result<Vec<Peer>, Error> {
 }
 
 /// Writes the fault's parameters (with its window, in the kernel clock) and peers at `slot`,
-/// before any attachment points at the slot. On failure everything written is taken back out.
+/// before any attachment points at the slot; true when they were new (not those of a fault
+/// adopted after a restart). On failure everything written is taken back out.
 pub fn arm(
     maps: &mut NetMaps,
     slot: u32,
     plan: &NetPlan,
     window_ns: (u64, u64),
-) -> Result<(), kernel::Error> {
+) -> Result<bool, kernel::Error> {
     let fault = NetFault {
         start_ns: window_ns.0,
         end_ns: window_ns.1,
@@ -187,13 +205,14 @@ pub fn arm(
     };
     let result = (|| {
         // A restarted daemon re-arms adopted faults: keep their counters if already there.
-        if maps.fault(slot)? != fault {
+        let fresh = maps.fault(slot)? != fault;
+        if fresh {
             maps.write_fault(slot, &fault)?;
         }
         for peer in &plan.peers {
             maps.add_peer(slot, peer)?;
         }
-        Ok(())
+        Ok(fresh)
     })();
     if result.is_err() {
         // Best effort: the original error is the one worth reporting.
@@ -236,13 +255,15 @@ mod tests {
         }
     }
 
+    const F: &str = "network.loss.percent";
+
     #[test]
     fn thresholds_are_exact_to_two_to_the_minus_32() {
-        assert_eq!(threshold(100.0).ok(), Some(ALWAYS));
-        assert_eq!(threshold(50.0).ok(), Some(ALWAYS / 2));
-        assert_eq!(threshold(0.01).ok(), Some((ALWAYS + 5_000) / 10_000));
+        assert_eq!(threshold(F, 100.0).ok(), Some(ALWAYS));
+        assert_eq!(threshold(F, 50.0).ok(), Some(ALWAYS / 2));
+        assert_eq!(threshold(F, 0.01).ok(), Some((ALWAYS + 5_000) / 10_000));
         for bad in [0.0, -1.0, 100.5, f64::NAN, 0.001] {
-            assert!(threshold(bad).is_err(), "{bad}");
+            assert!(threshold(F, bad).is_err(), "{bad}");
         }
     }
 

@@ -239,6 +239,7 @@ impl Actor for Run {
             seen: workers,
             matched: workers,
             affected: workers,
+            ..Counters::default()
         };
         info!(workers, cgroup = %pool.cgroup().display(), "stress started");
         self.pool = Some(pool);

@@ -12,6 +12,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Network program names in the object.
 pub const NET_EGRESS: &str = "net_egress";
 pub const NET_INGRESS: &str = "net_ingress";
+/// The network impairment program (TC egress).
+pub const NET_SHAPE: &str = "net_shape";
 /// Empty program, the benchmark's baseline.
 pub const NET_NOOP: &str = "net_noop";
 
@@ -63,8 +65,11 @@ pub fn load_with(pins: &Pins, clock: KernelClock, layout: &KernelLayout) -> Resu
     Ok(ebpf)
 }
 
-/// The `cgroup_skb` program `name` of the object.
-pub fn cgroup_skb<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSkb, Error> {
+/// The program `name` of the object, as its type `T`.
+pub fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     let program = ebpf.program_mut(name).ok_or(Error::Program {
         name,
         source: aya::programs::ProgramError::UnexpectedProgramType,
@@ -72,4 +77,17 @@ pub fn cgroup_skb<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut 
     program
         .try_into()
         .map_err(|source| Error::Program { name, source })
+}
+
+/// The TC program `name` of the object.
+pub fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::SchedClassifier, Error> {
+    program(ebpf, name)
+}
+
+/// The `cgroup_skb` program `name` of the object.
+pub fn cgroup_skb<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut CgroupSkb, Error> {
+    program(ebpf, name)
 }

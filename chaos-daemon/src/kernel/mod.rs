@@ -8,10 +8,15 @@ pub mod links;
 pub mod loader;
 pub mod modret;
 pub mod netmaps;
+pub mod netns;
 pub mod pins;
 pub mod probe;
+pub mod rtnl;
+pub mod shapemaps;
+pub mod shaper;
 pub mod storagemaps;
 mod sys;
+pub mod targetmaps;
 
 /// A BPF operation failed; each variant names the object and the call.
 #[derive(Debug, thiserror::Error)]

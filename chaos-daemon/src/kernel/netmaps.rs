@@ -150,12 +150,19 @@ pub(super) fn sum_counters<'a>(values: impl Iterator<Item = &'a Counters>) -> Co
         sum.seen += cpu.seen;
         sum.matched += cpu.matched;
         sum.affected += cpu.affected;
-        if cpu.first_ns != 0 && (sum.first_ns == 0 || cpu.first_ns < sum.first_ns) {
-            sum.first_ns = cpu.first_ns;
-        }
-        sum.last_ns = sum.last_ns.max(cpu.last_ns);
+        (sum.first_ns, sum.last_ns) =
+            span((sum.first_ns, sum.last_ns), (cpu.first_ns, cpu.last_ns));
     }
     sum
+}
+
+/// The earliest first and the latest last of two (first, last) pairs, 0 meaning never.
+pub(super) fn span(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+    let first = match (a.0, b.0) {
+        (0, x) | (x, 0) => x,
+        (x, y) => x.min(y),
+    };
+    (first, a.1.max(b.1))
 }
 
 /// A zeroed per-CPU value of `T` for `cpus` CPUs.

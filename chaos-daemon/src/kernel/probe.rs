@@ -10,6 +10,10 @@ pub struct Probe {
     pub features: Vec<Feature>,
     /// Why network faults cannot run here, if they cannot.
     pub network_refusal: Option<String>,
+    /// Why network impairments (delay, bandwidth, corrupt, duplicate) cannot run here.
+    pub shape_refusal: Option<String>,
+    /// Why departure times (delay, bandwidth) cannot be honoured here: no `fq`.
+    pub pacing_refusal: Option<String>,
     /// How process and stress faults act here (cgroup interfaces found at start).
     pub cgroup_files: CgroupFiles,
     /// Per storage operation: the route that fails it here, or why none can.
@@ -197,6 +201,18 @@ impl Probe {
         faults
     }
 
+    /// Why an impairment cannot run here: the program's reason, or for delay and bandwidth
+    /// (`paced`) the missing `fq`.
+    pub fn impairment_refusal(&self, paced: bool) -> Option<String> {
+        self.shape_refusal.clone().or_else(|| {
+            if paced {
+                self.pacing_refusal.clone()
+            } else {
+                None
+            }
+        })
+    }
+
     /// What `Inject` accepts on this node, per fault kind.
     pub fn faults(&self) -> Vec<FaultSupport> {
         let mut faults: Vec<FaultSupport> = ["network.loss", "network.partition"]
@@ -210,6 +226,27 @@ impl Probe {
                 }),
             })
             .collect();
+        for (kind, paced) in [
+            ("network.delay", true),
+            ("network.bandwidth", true),
+            ("network.corrupt", false),
+            ("network.duplicate", false),
+        ] {
+            let refusal = self.impairment_refusal(paced);
+            faults.push(FaultSupport {
+                kind: kind.to_string(),
+                supported: refusal.is_none(),
+                detail: refusal.unwrap_or_else(|| {
+                    if paced {
+                        "TC egress program on the target's interfaces sets departure times; \
+                         the fq qdisc holds packets until then"
+                    } else {
+                        "TC egress program on the target's interfaces"
+                    }
+                    .to_string()
+                }),
+            });
+        }
         faults.extend(self.storage_faults());
         faults.extend(self.process_faults());
         faults

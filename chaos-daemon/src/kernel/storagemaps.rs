@@ -4,19 +4,20 @@ use aya::{
     Ebpf,
 };
 use chaos_common::storage::{
-    PathKey, StorageCounters, StorageFault, StorageSlots, COUNTERS_MAP, FAILURES_MAP, FAULTS_MAP,
-    LEVELS_MAP, PATHS_MAP, TARGETS_MAP,
+    PathKey, StorageCounters, StorageFault, COUNTERS_MAP, FAILURES_MAP, FAULTS_MAP, LEVELS_MAP,
+    PATHS_MAP, TARGETS_MAP,
 };
 
 use super::{
     netmaps::{ignore_missing, map_err, per_cpu_zero, possible_cpus, sum_counters, take},
+    targetmaps::TargetMaps,
     Error,
 };
 
 /// The storage maps, owned.
 pub struct StorageMaps {
-    levels: Array<MapData, u32>,
-    targets: HashMap<MapData, u64, StorageSlots>,
+    /// Who: targeted cgroups and their depths.
+    pub targets: TargetMaps,
     faults: Array<MapData, StorageFault>,
     paths: HashMap<MapData, PathKey, u8>,
     counters: PerCpuArray<MapData, StorageCounters>,
@@ -28,8 +29,7 @@ impl StorageMaps {
     /// Takes the storage maps out of the loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, Error> {
         Ok(Self {
-            levels: take(ebpf, LEVELS_MAP)?,
-            targets: take(ebpf, TARGETS_MAP)?,
+            targets: TargetMaps::take(ebpf, LEVELS_MAP, TARGETS_MAP)?,
             faults: take(ebpf, FAULTS_MAP)?,
             paths: take(ebpf, PATHS_MAP)?,
             counters: take(ebpf, COUNTERS_MAP)?,
@@ -69,27 +69,6 @@ impl StorageMaps {
     /// Removes a path entry; a missing one is fine (undo must be repeatable).
     pub fn remove_path(&mut self, key: &PathKey) -> Result<(), Error> {
         ignore_missing(self.paths.remove(key)).map_err(map_err(PATHS_MAP))
-    }
-
-    /// Sets the faults of a cgroup; an empty list removes the cgroup.
-    pub fn set_target(&mut self, cgroup_id: u64, slots: &StorageSlots) -> Result<(), Error> {
-        if slots.slots[0] == 0 {
-            return ignore_missing(self.targets.remove(&cgroup_id)).map_err(map_err(TARGETS_MAP));
-        }
-        self.targets
-            .insert(cgroup_id, slots, 0)
-            .map_err(map_err(TARGETS_MAP))
-    }
-
-    /// Every targeted cgroup, as the maps hold them (after a restart, what a previous
-    /// daemon left).
-    pub fn targets(&self) -> Vec<u64> {
-        self.targets.keys().filter_map(Result::ok).collect()
-    }
-
-    /// The cgroup depths at which targets sit, one bit each.
-    pub fn set_levels(&mut self, levels: u32) -> Result<(), Error> {
-        self.levels.set(0, levels, 0).map_err(map_err(LEVELS_MAP))
     }
 
     /// A slot's counters, summed over CPUs.

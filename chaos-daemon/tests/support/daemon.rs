@@ -81,13 +81,7 @@ impl Daemon {
     /// the probe's reason and returns `None`.
     pub async fn start_requiring(extra_args: &[&str], features: &[&str]) -> Option<Daemon> {
         let daemon = Daemon::start(extra_args).await;
-        let caps = daemon
-            .client()
-            .await
-            .capabilities(chaos_proto::v1::CapabilitiesRequest {})
-            .await
-            .expect("capabilities")
-            .into_inner();
+        let caps = daemon.capabilities().await;
         for wanted in features {
             match caps.features.iter().find(|f| f.name == *wanted) {
                 Some(found) if found.available => {}
@@ -102,6 +96,16 @@ impl Daemon {
             }
         }
         Some(daemon)
+    }
+
+    /// What the daemon says this kernel lets it do.
+    pub async fn capabilities(&self) -> chaos_proto::v1::CapabilitiesResponse {
+        self.client()
+            .await
+            .capabilities(chaos_proto::v1::CapabilitiesRequest {})
+            .await
+            .expect("capabilities")
+            .into_inner()
     }
 
     /// Sends `req`, which must be refused with `code`; returns the refusal's message.

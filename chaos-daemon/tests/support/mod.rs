@@ -18,6 +18,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod blockdev;
 pub mod cgroup;
 pub mod daemon;
@@ -28,13 +29,14 @@ pub mod procs;
 pub mod servers;
 pub mod stream;
 pub mod topology;
+pub mod traffic;
 pub mod util;
 
 pub use cgroup::{cgroup2_mount, enable_v2_controllers, TestCgroup};
 pub use daemon::{connect_unix, Daemon};
 pub use netns::{enter_netns, Link, Netns, VethPair};
 pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHandle, ProbeJob};
-pub use servers::{TcpAcceptServer, TcpListener, UdpEchoServer, UdpSink};
+pub use servers::{TcpAcceptServer, TcpListener, TcpSink, UdpEchoServer, UdpSink};
 pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};
 pub use util::{

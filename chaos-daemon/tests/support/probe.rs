@@ -116,6 +116,16 @@ pub enum ProbeJob {
         path: PathBuf,
         max_duration_ms: u64,
     },
+    /// Paced UDP round trips to an echo server, each reply timed (see
+    /// [`super::traffic::udp_rtt`]).
+    UdpRtt {
+        peer: SocketAddr,
+        count: u64,
+        interval_us: u64,
+        size: usize,
+    },
+    /// TCP bulk send for `duration_ms` (see [`super::traffic::tcp_send`]).
+    TcpSend { peer: SocketAddr, duration_ms: u64 },
     /// Sits in its cgroup and namespace doing nothing until stopped, killed, or
     /// `max_duration_ms` passes. Result: `{}` plus the identity fields.
     Idle {
@@ -172,6 +182,10 @@ impl ProbeJob {
                     max_duration_ms.map_or(paced, |m| paced.min(Duration::from_millis(m)))
                 }
                 ProbeJob::TcpConnect { timeout_ms, .. } => Duration::from_millis(timeout_ms),
+                ProbeJob::UdpRtt {
+                    count, interval_us, ..
+                } => Duration::from_micros(count * interval_us) + Duration::from_secs(70),
+                ProbeJob::TcpSend { duration_ms, .. } => Duration::from_millis(duration_ms),
                 ProbeJob::Idle { max_duration_ms } => Duration::from_millis(max_duration_ms),
                 ProbeJob::FileCalls { count, .. } => Duration::from_millis(count),
                 ProbeJob::FileEdges {
@@ -459,6 +473,15 @@ pub fn probe_main() {
             interval_us,
             max_duration_ms,
         } => udp_send(&mut ctl, peer, count, interval_us, max_duration_ms),
+        ProbeJob::UdpRtt {
+            peer,
+            count,
+            interval_us,
+            size,
+        } => super::traffic::udp_rtt(peer, count, interval_us, size, || ctl.ready()),
+        ProbeJob::TcpSend { peer, duration_ms } => {
+            super::traffic::tcp_send(peer, duration_ms, || ctl.ready())
+        }
         ProbeJob::TcpConnect { peer, timeout_ms } => {
             ctl.ready();
             tcp_connect(peer, Duration::from_millis(timeout_ms))

@@ -1,4 +1,4 @@
-//! In-process servers inside a test namespace (UDP echo, UDP sink, TCP accept-and-close), each on its own setns'd thread, stopped on Drop.
+//! In-process servers inside a test namespace (UDP echo, UDP sink, TCP accept-and-close, TCP sink), each on its own setns'd thread, stopped on Drop.
 //
 // They run in the test process's own cgroup, so a fault targeting a test cgroup never
 // touches them: only the probe's side of the traffic is the target.
@@ -165,6 +165,56 @@ impl UdpEchoServer {
 
     /// Datagrams echoed so far.
     pub fn echoed(&self) -> u64 {
+        self.0.count()
+    }
+}
+
+struct ReadAll;
+impl Serve for ReadAll {
+    type Socket = StdTcpListener;
+    fn serve(self, l: StdTcpListener, stop: &AtomicBool, counter: &AtomicU64) {
+        let mut streams: Vec<std::net::TcpStream> = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok((stream, _)) = l.accept() {
+                let _ = stream.set_nonblocking(true);
+                streams.push(stream);
+            }
+            let mut idle = true;
+            for s in &mut streams {
+                if let Ok(n) = io::Read::read(s, &mut buf) {
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    idle &= n == 0;
+                }
+            }
+            if idle {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
+
+/// TCP server reading every connection and counting the bytes, until Drop.
+#[derive(Debug)]
+pub struct TcpSink(ServerThread);
+
+impl TcpSink {
+    /// Listens on `bind` inside `ns` (port 0 picks one).
+    pub fn start(ns: &Netns, bind: SocketAddr) -> TcpSink {
+        let bind_fn = move || {
+            let l = StdTcpListener::bind(bind)?;
+            l.set_nonblocking(true)?;
+            Ok((l.local_addr()?, l))
+        };
+        TcpSink(ServerThread::start(ns, "TcpSink", bind_fn, ReadAll))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    /// Bytes received so far, over every connection.
+    pub fn bytes(&self) -> u64 {
         self.0.count()
     }
 }

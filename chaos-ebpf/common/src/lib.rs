@@ -2,6 +2,7 @@
 #![no_std]
 
 pub mod net;
+pub mod shape;
 pub mod storage;
 
 /// Per-CPU counters of one fault slot, network or storage. Times are in the object's clock,

@@ -38,6 +38,21 @@ pub const FLAG_PEERS: u8 = 1;
 /// `threshold` that drops every matching packet (draws are 32-bit).
 pub const ALWAYS: u64 = 1 << 32;
 
+/// [`NetFault::shape`] bits: the fault has impairments; packets may overtake in a flow.
+pub const SHAPE_ON: u8 = 1;
+pub const SHAPE_REORDER: u8 = 2;
+
+/// [`NetFault::distribution`] values. Uniform is drawn directly; the others come from a
+/// table of [`DIST_SIZE`] quantiles each, in units of 1/[`DIST_ONE`] standard deviation.
+pub const DIST_UNIFORM: u8 = 0;
+pub const DIST_NORMAL: u8 = 1;
+pub const DIST_PARETO: u8 = 2;
+pub const DIST_PARETONORMAL: u8 = 3;
+/// Number of tables ([`DIST_NORMAL`] is table 0).
+pub const DIST_TABLES: u32 = 3;
+pub const DIST_SIZE: u32 = 4096;
+pub const DIST_ONE: i64 = 1 << 16;
+
 /// Value of [`SLOTS_MAP`] for one attachment: slot + 1 of each fault on the cgroup in that
 /// direction, 0 = empty.
 #[repr(C)]
@@ -75,9 +90,29 @@ pub struct NetFault {
     pub protocol: u8,
     /// `FLAG_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 4],
+    /// `DIST_*` value of the jitter draw.
+    pub distribution: u8,
+    /// `SHAPE_*` bits; 0 = loss or partition only.
+    pub shape: u8,
+    pub _pad: [u8; 2],
+    /// Impairments (`shape.rs`), all 0 when unused. Fixed delay added to each packet.
+    pub delay_ns: u64,
+    /// Jitter: uniform half-width, or standard deviation of the table distributions.
+    pub jitter_ns: u64,
+    /// A draw below this reuses the previous jitter (correlation).
+    pub correlation: u64,
+    /// Bottleneck rate in bit/s; 0 = no limit.
+    pub rate_bits: u64,
+    /// How far behind now the rate's virtual clock may lag after idling (the burst).
+    pub burst_ns: u64,
+    /// Longest wait in the bottleneck's queue before a packet is dropped.
+    pub queue_ns: u64,
+    /// Corrupt when a 32-bit draw is below this.
+    pub corrupt: u64,
+    /// Duplicate when a 32-bit draw is below this.
+    pub duplicate: u64,
 }
-const _: () = assert!(core::mem::size_of::<NetFault>() == 48);
+const _: () = assert!(core::mem::size_of::<NetFault>() == 112);
 
 /// Per-CPU value of [`COUNTERS_MAP`] at a slot (`affected`: packets dropped).
 pub type NetCounters = crate::Counters;

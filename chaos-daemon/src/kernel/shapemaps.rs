@@ -1,0 +1,74 @@
+//! Typed access to the network impairment maps shared with `chaos-ebpf/src/shape.rs`.
+use aya::{
+    maps::{Array, MapData, PerCpuArray},
+    Ebpf,
+};
+use chaos_common::shape::{
+    ShapeCounters, CLOCKS_MAP, COUNTERS_MAP, JITTER_MAP, LEVELS_MAP, TABLES_MAP, TARGETS_MAP,
+};
+
+use super::{
+    netmaps::{map_err, per_cpu_zero, possible_cpus, span, take},
+    targetmaps::TargetMaps,
+    Error,
+};
+
+/// The impairment maps, owned.
+pub struct ShapeMaps {
+    /// Who: targeted cgroups and their depths.
+    pub targets: TargetMaps,
+    clocks: Array<MapData, u64>,
+    tables: Array<MapData, i32>,
+    jitter: PerCpuArray<MapData, i64>,
+    counters: PerCpuArray<MapData, ShapeCounters>,
+    cpus: usize,
+}
+
+impl ShapeMaps {
+    /// Takes the maps out of the loaded object and writes the jitter tables.
+    pub fn take(ebpf: &mut Ebpf, tables: &[i32]) -> Result<Self, Error> {
+        let mut maps = Self {
+            targets: TargetMaps::take(ebpf, LEVELS_MAP, TARGETS_MAP)?,
+            clocks: take(ebpf, CLOCKS_MAP)?,
+            tables: take(ebpf, TABLES_MAP)?,
+            jitter: take(ebpf, JITTER_MAP)?,
+            counters: take(ebpf, COUNTERS_MAP)?,
+            cpus: possible_cpus(COUNTERS_MAP)?,
+        };
+        for (i, quantile) in tables.iter().enumerate() {
+            maps.tables
+                .set(i as u32, quantile, 0)
+                .map_err(map_err(TABLES_MAP))?;
+        }
+        Ok(maps)
+    }
+
+    /// Starts a slot afresh: idle bottleneck, no previous jitter, zero counters.
+    pub fn reset(&mut self, slot: u32) -> Result<(), Error> {
+        self.clocks.set(slot, 0, 0).map_err(map_err(CLOCKS_MAP))?;
+        self.jitter
+            .set(slot, per_cpu_zero(JITTER_MAP, self.cpus)?, 0)
+            .map_err(map_err(JITTER_MAP))?;
+        self.counters
+            .set(slot, per_cpu_zero(COUNTERS_MAP, self.cpus)?, 0)
+            .map_err(map_err(COUNTERS_MAP))
+    }
+
+    /// A slot's counters, summed over CPUs (first/last: earliest and latest).
+    pub fn counters(&self, slot: u32) -> Result<ShapeCounters, Error> {
+        let values = self.counters.get(&slot, 0).map_err(map_err(COUNTERS_MAP))?;
+        let mut sum = ShapeCounters::default();
+        for cpu in values.iter() {
+            sum.seen += cpu.seen;
+            sum.matched += cpu.matched;
+            sum.delayed += cpu.delayed;
+            sum.dropped += cpu.dropped;
+            sum.corrupted += cpu.corrupted;
+            sum.duplicated += cpu.duplicated;
+            sum.affected += cpu.affected;
+            (sum.first_ns, sum.last_ns) =
+                span((sum.first_ns, sum.last_ns), (cpu.first_ns, cpu.last_ns));
+        }
+        Ok(sum)
+    }
+}
