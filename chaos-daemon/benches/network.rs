@@ -18,7 +18,7 @@ use chaos_proto::v1::{
     fault_service_client::FaultServiceClient, inject_request::Spec, network_fault::Action,
     Direction, Fault, FaultState, InjectRequest, Loss, NetworkFault, WatchRequest,
 };
-use support::{steady_stream, Daemon, TestCgroup, TwoNs};
+use support::{steady_stream, Daemon, InCgroup, TestCgroup, TwoNs};
 use tonic::transport::Channel;
 
 /// Program runs per `BPF_PROG_TEST_RUN` call, and calls per scenario (the median is kept).
@@ -41,30 +41,6 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(timing(&mut out))?;
     support::bench_finish(&out, markdown)?;
     Ok(())
-}
-
-/// Moves this process into a cgroup for the duration of a scope, and back.
-struct InCgroup {
-    home: PathBuf,
-}
-
-impl InCgroup {
-    fn enter(cgroup: &TestCgroup) -> anyhow::Result<Self> {
-        let own = std::fs::read_to_string("/proc/self/cgroup")?;
-        let rel = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .ok_or_else(|| anyhow::anyhow!("no cgroup v2 line in /proc/self/cgroup"))?;
-        let home = support::cgroup2_mount().join(rel.trim_start_matches('/'));
-        std::fs::write(cgroup.path().join("cgroup.procs"), "0")?;
-        Ok(Self { home })
-    }
-}
-
-impl Drop for InCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.home.join("cgroup.procs"), "0");
-    }
 }
 
 /// An Ethernet + IPv4 + UDP datagram with 64 bytes of payload, as `BPF_PROG_TEST_RUN` wants.

@@ -61,7 +61,7 @@ pub enum Undo {
         slot: u32,
         /// Interfaces given `fq` and the impairment filter (none for loss and partition).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        ifaces: Vec<crate::kernel::shaper::Iface>,
+        ifaces: Vec<crate::kernel::ifaces::Iface>,
     },
     /// A storage errno fault slot: its parameters and path entries in the pinned maps, and
     /// its place in its cgroups' slot lists (the programs are detached with the last fault).

@@ -104,6 +104,7 @@ fn load_shape(ebpf: &mut aya::Ebpf, probe: &mut Probe) -> Option<ShapeKernel> {
     Some(ShapeKernel {
         maps,
         shapers: Shapers::default(),
+        tags: Default::default(),
     })
 }
 

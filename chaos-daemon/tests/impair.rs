@@ -7,14 +7,14 @@ probe_entry!();
 use std::{net::SocketAddr, time::Duration};
 
 use chaos_proto::v1::{
-    inject_request::Spec, Bandwidth, Corrupt, Delay, Duplicate, FaultState, InjectRequest,
-    JitterDistribution, NetworkFault,
+    inject_request::Spec, Bandwidth, Corrupt, Delay, Direction, Duplicate, FaultState,
+    InjectRequest, JitterDistribution, NetworkFault,
 };
 use serde_json::Value;
 use support::{
     api::{self, cancel, get, inject},
     assert_rate_within, require_root, spawn_probe, spawn_probe_background,
-    traffic::rtt_stats,
+    traffic::Rtts,
     Daemon, ProbeHandle, ProbeJob, TcpSink, TestCgroup, TwoNs, UdpEchoServer, B_V4,
 };
 
@@ -152,17 +152,27 @@ async fn delay_and_jitter_shape_round_trips() {
     let mut spared = spawn_probe(rtt_job(echo.addr(), 200, 5_000), &net.a, &other);
     let mut hit = spawn_probe(rtt_job(echo.addr(), 500, 2_000), &net.a, target);
     let (hit, spared) = (hit.wait(), spared.wait());
-    let (base, _, _, base_max) = rtt_stats(&spared);
-    let (mean, sd, min, max) = rtt_stats(&hit);
-    eprintln!("delay 50±10: mean {mean:.2} sd {sd:.2} min {min:.2} max {max:.2}; base {base:.2} max {base_max:.2}");
+    let (base, rtt) = (Rtts::of(&spared), Rtts::of(&hit));
+    let (median, iqr, min) = (rtt.median(), rtt.iqr(), rtt.min());
+    eprintln!(
+        "delay 50±10: median {median:.2} iqr {iqr:.2} min {min:.2}; untargeted median {:.2}",
+        base.median()
+    );
     assert_eq!(count(&hit, "received"), 500, "{hit}");
-    assert!(base_max < 40.0, "untargeted traffic delayed: {spared}");
-    // Uniform on [40, 60]: mean 50, deviation 20/√12 = 5.77; the mean's standard error over
-    // 500 is 0.26 ms, the rest of the margin is the emulated machine's own latency.
-    assert!((49.0..=50.0 + 3.0 + base).contains(&mean), "mean {mean}");
-    assert!((4.8..=7.0).contains(&sd), "sd {sd}");
+    assert!(base.median() < 20.0, "untargeted traffic delayed: {spared}");
+    // Uniform on [40, 60]: median 50, quartiles 45 and 55. Over 500 draws a quartile's
+    // standard error is about 0.4 ms; the machine's own latency only adds (its median is
+    // `base`). No packet leaves before its 40 ms.
+    assert!(
+        (49.0..=51.5 + base.median()).contains(&median),
+        "median {median}"
+    );
+    assert!((8.5..=11.5).contains(&iqr), "interquartile range {iqr}");
     assert!(min >= 40.0, "a packet left early: {min}");
-    assert!(max <= 60.0 + base_max + 20.0, "a packet left late: {max}");
+    assert!(
+        rtt.below(60.0 + base.median() + 5.0) > 0.9,
+        "late packets: {hit}"
+    );
     assert!(
         count(&hit, "reordered") > 0,
         "reordering was allowed: {hit}"
@@ -183,9 +193,51 @@ async fn delay_and_jitter_shape_round_trips() {
     let ordered = spawn_probe(rtt_job(echo.addr(), 500, 1_000), &net.a, target).wait();
     assert_eq!(count(&ordered, "received"), 500, "{ordered}");
     assert_eq!(count(&ordered, "reordered"), 0, "{ordered}");
-    let (_, _, min, _) = rtt_stats(&ordered);
+    let min = Rtts::of(&ordered).min();
     assert!(min >= 40.0, "{min}");
     cancel(&mut client, &fault.id).await;
+}
+
+/// Ingress: the replies are held where they leave the other end of the target's veth (B's
+/// side), with fq and the filter there and not on A's; both directions add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_delay_acts_on_the_other_end_of_the_veth() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new();
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
+    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
+        return;
+    };
+    let mut client = daemon.client().await;
+    let b_qdisc = || {
+        net.b
+            .exec("tc", &["qdisc", "show", "dev", net.veth.b.name(), "root"])
+            .unwrap_or_else(|e| e)
+    };
+    let before = (qdisc(net), b_qdisc());
+    for (direction, least) in [(Direction::Ingress, 30.0), (Direction::Both, 60.0)] {
+        let spec = NetworkFault {
+            direction: direction as i32,
+            ..delay(30, 0, false)
+        };
+        let fault = inject(
+            &mut client,
+            request(spec, target, 0, Duration::from_secs(300)),
+        )
+        .await;
+        assert!(b_qdisc().contains("qdisc fq fa17:"), "{}", b_qdisc());
+        let r = spawn_probe(rtt_job(echo.addr(), 200, 5_000), &net.a, target).wait();
+        let rtt = Rtts::of(&r);
+        let (median, min) = (rtt.median(), rtt.min());
+        eprintln!("{direction:?} delay 30 ms: median rtt {median:.2}, min {min:.2}");
+        assert_eq!(count(&r, "received"), 200, "{r}");
+        assert!(min >= least, "{direction:?}: {min} ms < {least} ms");
+        assert!(median < least + 15.0, "{direction:?}: {median} ms");
+        cancel(&mut client, &fault.id).await;
+        assert_eq!((qdisc(net), b_qdisc()), before, "qdiscs put back");
+    }
 }
 
 /// TCP through a 10 Mbit/s bottleneck: the interface sends at the rate (± 5 %) and the
@@ -296,14 +348,15 @@ async fn bandwidth_paces_tcp_and_drops_when_the_queue_is_full() {
         target,
     )
     .wait();
-    let (_, _, _, max) = rtt_stats(&flood);
+    let rtt = Rtts::of(&flood);
     let counters = get(&mut client, &fault.id)
         .await
         .counters
         .expect("counters");
     eprintln!(
-        "flood: {} of 2500 back, max rtt {max:.1} ms, {counters:?}",
-        count(&flood, "received")
+        "flood: {} of 2500 back, median rtt {:.1} ms, {counters:?}",
+        count(&flood, "received"),
+        rtt.median()
     );
     assert!(counters.queue_dropped > 500, "{counters:?}");
     assert!(
@@ -311,10 +364,11 @@ async fn bandwidth_paces_tcp_and_drops_when_the_queue_is_full() {
         "{}",
         count(&flood, "received")
     );
-    // 20 ms of queue plus one packet's serialisation, plus the emulated machine's latency.
+    // 20 ms of queue plus one packet's serialisation, plus the machine's own latency; an
+    // unbounded queue would have grown to about a second by the flood's end.
     assert!(
-        max < 20.0 + 1.0 + 30.0,
-        "delay grew past the queue: {max} ms"
+        rtt.q(0.9) < 20.0 + 1.0 + 50.0,
+        "delay grew past the queue: {flood}"
     );
     cancel(&mut client, &fault.id).await;
 }
@@ -420,11 +474,11 @@ async fn window_ends_in_the_kernel_and_a_restart_restores_the_qdisc() {
     for s in r["rtt_us"].as_array().expect("rtt") {
         let sent = t0 + s[1].as_f64().expect("sent") / 1000.0;
         let rtt = s[2].as_f64().expect("rtt") / 1000.0;
-        // 50 ms either side of an edge is left out: the probe's clock and the kernel's
-        // are read at different instants.
-        if sent > open + 50.0 && sent < close - 50.0 {
+        // 100 ms either side of an edge is left out: the probe reads its clock a moment
+        // before the packet meets the program.
+        if sent > open + 100.0 && sent < close - 100.0 {
             inside.push(rtt);
-        } else if sent < open - 50.0 || sent > close + 50.0 {
+        } else if sent < open - 100.0 || sent > close + 100.0 {
             outside.push(rtt);
         }
     }
@@ -434,13 +488,17 @@ async fn window_ends_in_the_kernel_and_a_restart_restores_the_qdisc() {
         inside.len(),
         outside.len()
     );
+    // A packet the machine held up for long between the probe's clock and the program can
+    // land on the other side of an edge: 98 % rather than all.
+    let share =
+        |v: &[f64], f: fn(f64) -> bool| v.iter().filter(|r| f(**r)).count() as f64 / v.len() as f64;
     assert!(
-        inside.iter().all(|r| *r >= 40.0),
-        "undelayed inside the window"
+        share(&inside, |r| r >= 40.0) > 0.98,
+        "undelayed inside the window: {r}"
     );
     assert!(
-        outside.iter().all(|r| *r < 40.0),
-        "delayed outside the window, with no daemon"
+        share(&outside, |r| r < 40.0) > 0.98,
+        "delayed outside the window, with no daemon: {r}"
     );
     daemon.restart().await;
     let done = daemon.get_blocking(&fault.id).expect("get after restart");

@@ -266,6 +266,7 @@ fn clsact_and_bpf_filter_come_and_go() {
         HANDLE,
         prog.as_fd(),
         "shape_test",
+        0,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let e = rtnl
@@ -276,6 +277,7 @@ fn clsact_and_bpf_filter_come_and_go() {
             HANDLE,
             prog.as_fd(),
             "shape_test",
+            0,
         )
         .unwrap_err();
     assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
@@ -287,6 +289,7 @@ fn clsact_and_bpf_filter_come_and_go() {
             HANDLE,
             prog.as_fd(),
             "shape_test",
+            0,
         )
         .unwrap_err();
     assert_eq!(

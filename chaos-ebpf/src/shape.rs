@@ -19,14 +19,20 @@
 //! - Corrupt: one random bit flipped, checksums left wrong. Duplicate: a clone sent out of
 //!   the same interface, carrying the original's departure time.
 //!
-//! Who: TC runs before any cgroup program could tell, so the sending socket's ancestor cgroup
-//! at each depth where a target sits is looked up in [`SHAPE_TARGETS`], deepest first, as the
-//! storage programs do. Packets without a local socket (forwarded) are not a target's.
+//! Who, on egress: TC runs before any cgroup program could tell, so the sending socket's
+//! ancestor cgroup at each depth where a target sits is looked up in [`SHAPE_TARGETS`],
+//! deepest first, as the storage programs do. Packets without a local socket (forwarded)
+//! are not a target's.
+//!
+//! Who, on ingress: departure times only work on the way out, so a target's ingress is
+//! impaired where it leaves the other end of the target's veth pair (for a pod, the node's
+//! side). Every packet leaving that interface goes to the target; the filter there carries a
+//! classid the program reads as `tc_classid`, the interface's tag in [`SHAPE_IFACES`].
 //! Fault parameters and filters are the network fault's, at the same slot.
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
-    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_STOLEN},
+    bindings::{__sk_buff, TC_ACT_STOLEN, TC_ACT_UNSPEC},
     helpers::generated::{
         bpf_clone_redirect, bpf_get_hash_recalc, bpf_get_prandom_u32, bpf_ktime_get_ns,
         bpf_skb_ancestor_cgroup_id, bpf_skb_store_bytes,
@@ -37,10 +43,13 @@ use aya_ebpf::{
 };
 use chaos_common::{
     net::{
-        NetFault, DIR_EGRESS, DIST_SIZE, DIST_TABLES, DIST_UNIFORM, MAX_FAULTS, PROTO_ICMPV6,
-        PROTO_TCP, PROTO_UDP, SHAPE_ON, SHAPE_REORDER,
+        NetFault, DIR_EGRESS, DIR_INGRESS, DIST_SIZE, DIST_TABLES, DIST_UNIFORM, MAX_FAULTS,
+        PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SHAPE_EGRESS, SHAPE_INGRESS, SHAPE_REORDER,
     },
-    shape::{FlowKey, ShapeCounters, ShapeSlots, DUPLICATE_MARK, MAX_FLOWS, MAX_TARGETS},
+    shape::{
+        FlowKey, ShapeCounters, ShapeSlots, DUPLICATE_MARK, FLOW_INGRESS, MAX_FLOWS, MAX_IFACES,
+        MAX_TARGETS,
+    },
 };
 
 use crate::{
@@ -54,9 +63,13 @@ use crate::{
 static SHAPE_LEVELS: Array<u32> = Array::pinned(1, 0);
 #[map]
 static SHAPE_TARGETS: HashMap<u64, ShapeSlots> = HashMap::pinned(MAX_TARGETS, 0);
-/// Per slot: when the fault's bottleneck is free again (`CLOCK_MONOTONIC` ns).
+/// Faults of the targets whose ingress leaves an interface, by the interface's tag − 1.
 #[map]
-static SHAPE_CLOCKS: Array<u64> = Array::pinned(MAX_FAULTS, 0);
+static SHAPE_IFACES: Array<ShapeSlots> = Array::pinned(MAX_IFACES, 0);
+/// Per slot (egress) and MAX_FAULTS + slot (ingress): when the fault's bottleneck is free
+/// again (`CLOCK_MONOTONIC` ns).
+#[map]
+static SHAPE_CLOCKS: Array<u64> = Array::pinned(2 * MAX_FAULTS, 0);
 /// Last departure time given to a flow of a fault.
 #[map]
 static SHAPE_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
@@ -81,6 +94,9 @@ struct Verdict {
     duplicate: bool,
 }
 
+/// Every return but a drop is `TC_ACT_UNSPEC`: "no verdict", so the next filter on the hook
+/// runs (ours on the other route, or someone else's) and the packet then goes on
+/// (<https://elixir.bootlin.com/linux/v6.1/source/net/sched/cls_api.c#L1578>).
 #[classifier]
 pub fn net_shape(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
@@ -88,20 +104,30 @@ pub fn net_shape(ctx: TcContext) -> i32 {
     unsafe {
         if read_volatile(addr_of!((*skb).cb[0])) == DUPLICATE_MARK {
             // Our own duplicate coming back through the interface: redirection cleared its
-            // departure time, which the original left in cb.
+            // departure time, which the original left in cb. The mark stays, so our filter
+            // of the other route lets it pass too; fq reuses that space once it queues it.
             let high = u64::from(read_volatile(addr_of!((*skb).cb[2])));
             let low = u64::from(read_volatile(addr_of!((*skb).cb[1])));
             write_volatile(addr_of_mut!((*skb).tstamp), high << 32 | low);
-            write_volatile(addr_of_mut!((*skb).cb[0]), 0);
-            return TC_ACT_OK;
+            return TC_ACT_UNSPEC;
         }
     }
-    let Some(target) = target_slots(skb) else {
-        return TC_ACT_OK;
+    // SAFETY: tc_classid is readable by TC programs.
+    let tag = unsafe { read_volatile(addr_of!((*skb).tc_classid)) };
+    let (target, dir) = if tag != 0 {
+        match SHAPE_IFACES.get(tag - 1) {
+            Some(slots) => (*slots, DIR_INGRESS),
+            None => return TC_ACT_UNSPEC,
+        }
+    } else {
+        match target_slots(skb) {
+            Some(slots) => (slots, DIR_EGRESS),
+            None => return TC_ACT_UNSPEC,
+        }
     };
     let mut pkt = Packet::EMPTY;
-    if !net::parse(skb, DIR_EGRESS, &mut pkt) {
-        return TC_ACT_OK;
+    if !net::parse(skb, dir, &mut pkt) {
+        return TC_ACT_UNSPEC;
     }
     let now = now_ns();
     // SAFETY: helper without arguments. Departure times are CLOCK_MONOTONIC, as fq reads
@@ -120,11 +146,11 @@ pub fn net_shape(ctx: TcContext) -> i32 {
         corrupt: false,
         duplicate: false,
     };
-    for tag in target.slots {
-        if tag == 0 {
+    for slot_tag in target.slots {
+        if slot_tag == 0 {
             break;
         }
-        apply(tag - 1, now, mono, skb, &pkt, &mut verdict);
+        apply(slot_tag - 1, dir, now, mono, skb, &pkt, &mut verdict);
         if verdict.drop {
             // Silent, as a full queue on a link is: TC_ACT_STOLEN from clsact tells the
             // sender the packet left (`kernels.md`, network return codes).
@@ -141,7 +167,7 @@ pub fn net_shape(ctx: TcContext) -> i32 {
     if verdict.corrupt {
         corrupt(skb, &pkt);
     }
-    TC_ACT_OK
+    TC_ACT_UNSPEC
 }
 
 /// The slots of the deepest targeted cgroup above the sending socket.
@@ -161,11 +187,24 @@ fn draw() -> u64 {
 
 /// One fault on one packet: window, filters, then rate, delay, duplicate, corrupt.
 #[inline(always)]
-fn apply(slot: u32, now: u64, mono: u64, skb: *mut __sk_buff, pkt: &Packet, verdict: &mut Verdict) {
+fn apply(
+    slot: u32,
+    dir: u8,
+    now: u64,
+    mono: u64,
+    skb: *mut __sk_buff,
+    pkt: &Packet,
+    verdict: &mut Verdict,
+) {
     let Some(fault) = net::fault(slot) else {
         return;
     };
-    if fault.shape & SHAPE_ON == 0 || fault.directions & DIR_EGRESS == 0 {
+    let wanted = if dir == DIR_INGRESS {
+        SHAPE_INGRESS
+    } else {
+        SHAPE_EGRESS
+    };
+    if fault.shape & wanted == 0 {
         return;
     }
     let Some(counters) = SHAPE_COUNTERS.get_ptr_mut(slot) else {
@@ -182,7 +221,12 @@ fn apply(slot: u32, now: u64, mono: u64, skb: *mut __sk_buff, pkt: &Packet, verd
     if fault.rate_bits != 0 {
         // SAFETY: as above.
         let len = u64::from(unsafe { (*skb).len });
-        match pace(slot, fault, len, verdict.departure, mono) {
+        let clock = if dir == DIR_INGRESS {
+            MAX_FAULTS + slot
+        } else {
+            slot
+        };
+        match pace(clock, fault, len, verdict.departure, mono) {
             Some(departure) => verdict.departure = departure,
             None => {
                 counters.dropped += 1;
@@ -198,7 +242,12 @@ fn apply(slot: u32, now: u64, mono: u64, skb: *mut __sk_buff, pkt: &Packet, verd
         verdict.departure += delay as u64;
     }
     if fault.shape & SHAPE_REORDER == 0 && (fault.delay_ns != 0 || fault.jitter_ns != 0) {
-        keep_order(slot, skb, verdict);
+        let flow = if dir == DIR_INGRESS {
+            slot | FLOW_INGRESS
+        } else {
+            slot
+        };
+        keep_order(flow, skb, verdict);
     }
     let mut affected = false;
     if verdict.departure > before {
@@ -232,8 +281,8 @@ fn stamp(counters: &mut ShapeCounters, now: u64) {
 /// Takes the packet's turn on the fault's bottleneck; its departure, or None when the queue
 /// in front of the bottleneck is full.
 #[inline(always)]
-fn pace(slot: u32, fault: &NetFault, len: u64, base: u64, mono: u64) -> Option<u64> {
-    let clock = SHAPE_CLOCKS.get_ptr_mut(slot)?;
+fn pace(clock: u32, fault: &NetFault, len: u64, base: u64, mono: u64) -> Option<u64> {
+    let clock = SHAPE_CLOCKS.get_ptr_mut(clock)?;
     let serialize = len * 8_000_000_000 / fault.rate_bits;
     // After an idle period the bottleneck restarts from now, minus the burst it may send
     // back to back.

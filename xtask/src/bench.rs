@@ -19,6 +19,22 @@ pub struct Args {
     /// `bpf_override_return` (the CI host has neither).
     #[arg(long, default_value = "faultline-6.1")]
     storage_kernel: String,
+    /// The kernel the impairment benchmark runs on: one with `fq`, `netem` and `tbf`, where
+    /// faultline and the peers' qdiscs run side by side (the CI host has neither fq nor
+    /// netem).
+    #[arg(long, default_value = "debian-6.1")]
+    impair_kernel: String,
+}
+
+/// Which kernel a benchmark runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum On {
+    /// `--kernel`, named in the report's header.
+    Main,
+    /// `--storage-kernel`.
+    Storage,
+    /// `--impair-kernel`.
+    Impair,
 }
 
 /// Lines around a benchmark's Markdown on a VM's console.
@@ -26,9 +42,13 @@ const BEGIN: &str = "FAULTLINE-BENCH-BEGIN";
 const END: &str = "FAULTLINE-BENCH-END";
 const RELEASE: &str = "FAULTLINE-BENCH-RELEASE ";
 
-/// Benchmark targets of chaos-daemon, each writing one Markdown section; `true`: on the
-/// storage kernel.
-const BENCHES: [(&str, bool); 3] = [("network", false), ("process", false), ("storage", true)];
+/// Benchmark targets of chaos-daemon, each writing one Markdown section, and their kernel.
+const BENCHES: [(&str, On); 4] = [
+    ("network", On::Main),
+    ("impair", On::Impair),
+    ("process", On::Main),
+    ("storage", On::Storage),
+];
 
 pub fn run(args: &Args) -> Result<()> {
     privilege::require_root("benchmarking (it loads eBPF programs and makes cgroups)")?;
@@ -37,22 +57,24 @@ pub fn run(args: &Args) -> Result<()> {
     let kernel = vm::kernels::prepare(spec)?;
     let storage_spec = vm::kernels::find(&args.storage_kernel)?;
     let storage_kernel = vm::kernels::prepare(storage_spec)?;
+    let impair_spec = vm::kernels::find(&args.impair_kernel)?;
+    let impair_kernel = vm::kernels::prepare(impair_spec)?;
     let dir = workspace::target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let mut sections = String::new();
     let mut release = read_trimmed("/proc/sys/kernel/osrelease");
-    for (bench, on_storage_kernel) in BENCHES {
+    for (bench, on) in BENCHES {
         let exe = build(bench)?;
-        let (target, name) = if on_storage_kernel {
-            (&storage_kernel, storage_spec.name)
-        } else {
-            (&kernel, spec.name)
+        let (target, name) = match on {
+            On::Main => (&kernel, spec.name),
+            On::Storage => (&storage_kernel, storage_spec.name),
+            On::Impair => (&impair_kernel, impair_spec.name),
         };
         let (section, guest_release) = match &target.image {
             None => (on_host(&exe, &dir.join(format!("{bench}.md")))?, None),
             Some(_) => in_vm(target, &exe)?,
         };
-        if on_storage_kernel && name != spec.name {
+        if on != On::Main && name != spec.name {
             // A section from another kernel than the header's says which, before its table.
             let (title, body) = section.split_once('\n').unwrap_or((&section, ""));
             let emulated = if target.image.is_some() {

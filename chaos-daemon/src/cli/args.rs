@@ -70,6 +70,17 @@ EXAMPLES:
   chaosctl inject network --target pid:4242 --loss 0.5% --protocol tcp \\
       --port 5432 --port 8000-8080 --duration 10m --start-at 2030-01-01T12:00:00Z
 
+  # 100 ms ± 20 ms (normal) on a container's outgoing packets, limited to 10 Mbit/s, 0.5% lost
+  chaosctl inject network --target container:3f2a9c1b7d04 --duration 5m \\
+      --delay 100ms --jitter 20ms --distribution normal --rate 10mbit --loss 0.5
+
+  # The same delay on what a pod receives (at the node's end of its veth)
+  chaosctl inject network --target container:3f2a9c1b7d04 --duration 5m \\
+      --delay 100ms --direction ingress
+
+  # A bad link for Kafka traffic: 0.1% corrupted, 1% duplicated
+  chaosctl inject network --target pid:4242 --port 9092 --corrupt 0.1 --duplicate 1 --duration 2m
+
   # Print the armed fault (with its id and window in Unix ns) as JSON
   chaosctl -o json inject network --target pid:4242 --loss 10 --duration 30s";
 
@@ -223,8 +234,9 @@ pub enum InjectCommand {
     ///
     /// The fault applies to the packets of the target's cgroup that match every filter
     /// given (--direction, --protocol, --port, --cidr), from --start-at for --duration.
-    /// Impairments act on packets the target sends; they need the fq qdisc, which the
-    /// daemon installs on the target's interfaces for the window.
+    /// Impairments act on egress unless --direction says otherwise (ingress: where packets
+    /// leave the other end of the target's veth); delay and rate need the fq qdisc, which
+    /// the daemon installs on those interfaces for the window.
     #[command(after_help = NETWORK_AFTER_HELP)]
     Network(NetworkArgs),
     /// Kill, pause (freeze) or restart a target's processes.
@@ -317,7 +329,8 @@ pub struct NetworkArgs {
     #[command(flatten)]
     pub impair: Box<super::impair::ImpairArgs>,
 
-    /// Which packets by direction, seen from the target [default: both].
+    /// Which packets by direction, seen from the target [default: both for --loss and
+    /// --partition, egress for impairments].
     ///
     /// Example: --direction egress
     #[arg(long, value_enum, value_name = "DIRECTION")]

@@ -13,17 +13,17 @@ use super::{
 /// Impairments; any of them compose with each other and with --loss.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImpairArgs {
-    /// Hold every packet the target sends back by this much.
+    /// Hold every packet back by this much.
     ///
     /// At most 60s including jitter. Examples: --delay 100ms, --delay 1.5s
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Impairments")]
     pub delay: Option<Duration>,
 
     /// Vary each packet's delay: half-width for uniform, standard deviation otherwise.
     ///
     /// A packet never overtakes one sent before it in its flow unless --reorder is given.
     /// Example: --delay 100ms --jitter 20ms
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Impairments")]
     pub jitter: Option<Duration>,
 
     /// How jitter is drawn [default: uniform].
@@ -34,49 +34,49 @@ pub struct ImpairArgs {
         value_enum,
         value_name = "DISTRIBUTION",
         requires = "jitter",
-        help_heading = "Impairments (egress)"
+        help_heading = "Impairments"
     )]
     pub distribution: Option<DistributionArg>,
 
     /// Chance that a packet repeats the previous packet's jitter, in [0, 100).
     ///
     /// Example: --jitter 20ms --correlation 25
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, requires = "jitter", help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, requires = "jitter", help_heading = "Impairments")]
     pub correlation: Option<f64>,
 
     /// Let packets of a flow overtake each other when their delays cross.
-    #[arg(long, requires = "jitter", help_heading = "Impairments (egress)")]
+    #[arg(long, requires = "jitter", help_heading = "Impairments")]
     pub reorder: bool,
 
-    /// Limit the target's sending rate, like a bottleneck link.
+    /// Limit the rate, like a bottleneck link.
     ///
     /// Units: bit, kbit, mbit, gbit (per second; k/m/g = 10³/10⁶/10⁹), or a plain number of
     /// bit/s. Examples: --rate 10mbit, --rate 512kbit
-    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Impairments")]
     pub rate: Option<u64>,
 
     /// Bytes that may leave back to back after an idle period [default: one packet].
     ///
     /// Example: --rate 10mbit --burst 32KiB
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "rate", help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "rate", help_heading = "Impairments")]
     pub burst: Option<u64>,
 
     /// The bottleneck's queue, in bytes or as waiting time; fuller drops packets [default: 1s].
     ///
     /// Examples: --queue-limit 64KiB, --queue-limit 50ms
-    #[arg(long, value_name = "SIZE|DURATION", value_parser = parse_queue_limit, requires = "rate", help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "SIZE|DURATION", value_parser = parse_queue_limit, requires = "rate", help_heading = "Impairments")]
     pub queue_limit: Option<QueueLimit>,
 
     /// Flip a random bit in this percentage of packets; receivers discard them.
     ///
     /// Example: --corrupt 0.1
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, help_heading = "Impairments")]
     pub corrupt: Option<f64>,
 
     /// Send this percentage of packets twice.
     ///
     /// Example: --duplicate 1
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, help_heading = "Impairments (egress)")]
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent, help_heading = "Impairments")]
     pub duplicate: Option<f64>,
 }
 

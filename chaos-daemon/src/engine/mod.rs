@@ -213,7 +213,7 @@ impl Engine {
         let armed = match planned {
             Planned::Network(mut plan) => {
                 if plan.fault.shape != 0 {
-                    plan.ifaces = self.shape_ifaces(&cgroups)?;
+                    plan.ifaces = self.shape_ifaces(&cgroups, &plan)?;
                 }
                 let slot = self.free_slots.pop().ok_or_else(|| {
                     Error::ResourceExhausted(format!(

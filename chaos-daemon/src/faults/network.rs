@@ -26,7 +26,7 @@ pub struct NetPlan {
     pub kind: &'static str,
     /// Interfaces whose root qdisc and egress filter carry the impairments (empty without
     /// them); found from the target's processes when the fault is injected.
-    pub ifaces: Vec<crate::kernel::shaper::Iface>,
+    pub ifaces: Vec<crate::kernel::ifaces::Iface>,
 }
 
 /// Validates a `NetworkFault`; errors name the field.

@@ -3,10 +3,10 @@
 use std::{sync::OnceLock, time::Duration};
 
 use chaos_common::net::{
-    NetFault, DIR_EGRESS, DIST_NORMAL, DIST_ONE, DIST_PARETO, DIST_PARETONORMAL, DIST_SIZE,
-    DIST_UNIFORM, SHAPE_ON, SHAPE_REORDER,
+    NetFault, DIST_NORMAL, DIST_ONE, DIST_PARETO, DIST_PARETONORMAL, DIST_SIZE, DIST_UNIFORM,
+    SHAPE_EGRESS, SHAPE_INGRESS, SHAPE_ON, SHAPE_REORDER,
 };
-use chaos_proto::v1::{Bandwidth, Delay, JitterDistribution, NetworkFault};
+use chaos_proto::v1::{Bandwidth, Delay, Direction, JitterDistribution, NetworkFault};
 
 use super::{jitter, network::threshold};
 use crate::error::Error;
@@ -49,14 +49,14 @@ pub fn plan(spec: &NetworkFault, fault: &mut NetFault) -> Result<Vec<&'static st
         kinds.push("network.duplicate");
     }
     if !kinds.is_empty() {
-        if fault.directions & DIR_EGRESS == 0 {
-            return Err(Error::invalid(
-                "network.direction",
-                "delay, bandwidth, corrupt and duplicate act on packets the target sends \
-                 (egress); an ingress-only fault cannot carry them",
-            ));
-        }
-        fault.shape |= SHAPE_ON;
+        // Unset means egress, as netem on the target's own interface would act; loss and
+        // partition keep "both" for unset.
+        fault.shape |= SHAPE_ON
+            | match Direction::try_from(spec.direction) {
+                Ok(Direction::Ingress) => SHAPE_INGRESS,
+                Ok(Direction::Both) => SHAPE_EGRESS | SHAPE_INGRESS,
+                _ => SHAPE_EGRESS,
+            };
     }
     Ok(kinds)
 }
@@ -182,10 +182,7 @@ mod tests {
     }
 
     fn field_of(spec: &NetworkFault) -> String {
-        let mut fault = NetFault {
-            directions: DIR_EGRESS,
-            ..NetFault::default()
-        };
+        let mut fault = NetFault::default();
         match plan(spec, &mut fault) {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
@@ -212,10 +209,7 @@ mod tests {
             duplicate: Some(Duplicate { percent: 1.0 }),
             ..NetworkFault::default()
         };
-        let mut fault = NetFault {
-            directions: DIR_EGRESS,
-            ..NetFault::default()
-        };
+        let mut fault = NetFault::default();
         let kinds = plan(&spec, &mut fault).expect("valid");
         assert_eq!(kinds.len(), 4);
         assert_eq!(fault.delay_ns, 100_000_000);
@@ -226,7 +220,7 @@ mod tests {
         // 12.5 kB at 10 Mbit/s = 10 ms; 125 kB = 100 ms.
         assert_eq!(fault.burst_ns, 10_000_000);
         assert_eq!(fault.queue_ns, 100_000_000);
-        assert_eq!(fault.shape, SHAPE_ON);
+        assert_eq!(fault.shape, SHAPE_ON | SHAPE_EGRESS);
     }
 
     #[test]
@@ -267,18 +261,19 @@ mod tests {
     }
 
     #[test]
-    fn ingress_only_cannot_carry_impairments() {
-        let spec = NetworkFault {
-            duplicate: Some(Duplicate { percent: 5.0 }),
-            ..NetworkFault::default()
+    fn impairments_default_to_egress() {
+        let shape_of = |direction: Direction| {
+            let spec = NetworkFault {
+                direction: direction as i32,
+                duplicate: Some(Duplicate { percent: 5.0 }),
+                ..NetworkFault::default()
+            };
+            let mut fault = NetFault::default();
+            plan(&spec, &mut fault).expect("valid");
+            fault.shape & (SHAPE_EGRESS | SHAPE_INGRESS)
         };
-        let mut fault = NetFault {
-            directions: chaos_common::net::DIR_INGRESS,
-            ..NetFault::default()
-        };
-        assert!(matches!(
-            plan(&spec, &mut fault),
-            Err(Error::InvalidArgument { field, .. }) if field == "network.direction"
-        ));
+        assert_eq!(shape_of(Direction::Unspecified), SHAPE_EGRESS);
+        assert_eq!(shape_of(Direction::Ingress), SHAPE_INGRESS);
+        assert_eq!(shape_of(Direction::Both), SHAPE_EGRESS | SHAPE_INGRESS);
     }
 }

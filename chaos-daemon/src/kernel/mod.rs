@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod features;
 pub mod hooks;
+pub mod ifaces;
 pub mod layout;
 pub mod links;
 pub mod loader;

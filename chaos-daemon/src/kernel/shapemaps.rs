@@ -4,7 +4,8 @@ use aya::{
     Ebpf,
 };
 use chaos_common::shape::{
-    ShapeCounters, CLOCKS_MAP, COUNTERS_MAP, JITTER_MAP, LEVELS_MAP, TABLES_MAP, TARGETS_MAP,
+    ShapeCounters, ShapeSlots, CLOCKS_MAP, COUNTERS_MAP, IFACES_MAP, JITTER_MAP, LEVELS_MAP,
+    MAX_IFACES, TABLES_MAP, TARGETS_MAP,
 };
 
 use super::{
@@ -17,6 +18,8 @@ use super::{
 pub struct ShapeMaps {
     /// Who: targeted cgroups and their depths.
     pub targets: TargetMaps,
+    /// Ingress routes: slot lists by interface tag − 1.
+    ifaces: Array<MapData, ShapeSlots>,
     clocks: Array<MapData, u64>,
     tables: Array<MapData, i32>,
     jitter: PerCpuArray<MapData, i64>,
@@ -29,6 +32,7 @@ impl ShapeMaps {
     pub fn take(ebpf: &mut Ebpf, tables: &[i32]) -> Result<Self, Error> {
         let mut maps = Self {
             targets: TargetMaps::take(ebpf, LEVELS_MAP, TARGETS_MAP)?,
+            ifaces: take(ebpf, IFACES_MAP)?,
             clocks: take(ebpf, CLOCKS_MAP)?,
             tables: take(ebpf, TABLES_MAP)?,
             jitter: take(ebpf, JITTER_MAP)?,
@@ -43,9 +47,24 @@ impl ShapeMaps {
         Ok(maps)
     }
 
-    /// Starts a slot afresh: idle bottleneck, no previous jitter, zero counters.
+    /// Sets the faults acting on the ingress route tagged `tag` (1-based).
+    pub fn set_iface(&mut self, tag: u16, slots: &ShapeSlots) -> Result<(), Error> {
+        let index = u32::from(tag).wrapping_sub(1);
+        if index >= MAX_IFACES {
+            return Err(Error::Full(format!(
+                "ingress route tag {tag} is past the {MAX_IFACES} the map holds"
+            )));
+        }
+        self.ifaces
+            .set(index, slots, 0)
+            .map_err(map_err(IFACES_MAP))
+    }
+
+    /// Starts a slot afresh: idle bottlenecks, no previous jitter, zero counters.
     pub fn reset(&mut self, slot: u32) -> Result<(), Error> {
-        self.clocks.set(slot, 0, 0).map_err(map_err(CLOCKS_MAP))?;
+        for clock in [slot, chaos_common::net::MAX_FAULTS + slot] {
+            self.clocks.set(clock, 0, 0).map_err(map_err(CLOCKS_MAP))?;
+        }
         self.jitter
             .set(slot, per_cpu_zero(JITTER_MAP, self.cpus)?, 0)
             .map_err(map_err(JITTER_MAP))?;

@@ -9,17 +9,15 @@
 //!
 //! The filter is attached through clsact by netlink on every kernel, rather than as a TCX
 //! link where one exists, so one path installs, adopts after a restart and removes it.
-use std::{
-    collections::BTreeMap,
-    fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, fs::File, os::fd::AsRawFd as _, path::Path};
 
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::rtnl::{self, FqOptions, Rtnl, TcDir};
+pub use super::ifaces::Iface;
+use super::{
+    ifaces::{find_netns, open},
+    rtnl::{self, FqOptions, Rtnl, TcDir},
+};
 use crate::faults::shape::FQ_HORIZON;
 
 /// Handle of the `fq` qdisc faultline installs (major 0xfa17).
@@ -39,25 +37,6 @@ fn fq_options() -> FqOptions {
         flow_limit: 100_000,
         horizon_us: FQ_HORIZON.as_micros() as u32,
         horizon_drop: false,
-    }
-}
-
-/// An interface of a target's network namespace, as the journal records it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Iface {
-    /// The network namespace (nsfs inode number).
-    pub netns: u64,
-    pub ifindex: u32,
-    pub name: String,
-}
-
-impl std::fmt::Display for Iface {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (ifindex {}, netns {})",
-            self.name, self.ifindex, self.netns
-        )
     }
 }
 
@@ -95,53 +74,6 @@ impl Error {
     }
 }
 
-/// The interfaces of the network namespaces `pids` live in: up and not loopback.
-pub fn interfaces_of(pids: impl IntoIterator<Item = u32>) -> Result<Vec<Iface>, Error> {
-    let mut seen = BTreeMap::new();
-    for pid in pids {
-        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-        // A process that exits meanwhile is skipped.
-        if let Ok(meta) = std::fs::metadata(&path) {
-            seen.entry(meta.ino()).or_insert(path);
-        }
-    }
-    if seen.is_empty() {
-        return Err(Error::NoInterface(
-            "the target has no process, so its network namespace is unknown".into(),
-        ));
-    }
-    let mut out = Vec::new();
-    for (netns, path) in seen {
-        let links = open(&path)?.links().map_err(|source| Error::Rtnl {
-            iface: format!("netns {netns}"),
-            source,
-        })?;
-        out.extend(
-            links
-                .into_iter()
-                .filter(|l| l.up && !l.loopback)
-                .map(|l| Iface {
-                    netns,
-                    ifindex: l.ifindex,
-                    name: l.name,
-                }),
-        );
-    }
-    if out.is_empty() {
-        return Err(Error::NoInterface(
-            "the target's network namespace has no interface up besides loopback".into(),
-        ));
-    }
-    Ok(out)
-}
-
-fn open(netns: &Path) -> Result<Rtnl, Error> {
-    Rtnl::open_in(netns).map_err(|source| Error::Rtnl {
-        iface: format!("netns {}", netns.display()),
-        source,
-    })
-}
-
 /// A network namespace held open while faultline has interfaces in it, so they can be put
 /// back even after every process of the target has gone; and whether our `fq` is there.
 struct Held {
@@ -169,32 +101,32 @@ impl Shapers {
         self.installed.keys()
     }
 
-    /// Makes `wanted` exactly the shaped interfaces, each with `fq` when its flag says a
-    /// fault there gives departure times: installs the missing ones (all or nothing), then
-    /// puts the others back.
+    /// Makes `wanted` exactly the shaped interfaces (routes), with `fq` on a device when a
+    /// fault of one of its routes gives departure times: installs the missing ones (all or
+    /// nothing), then puts the others back.
     pub fn sync(
         &mut self,
         wanted: &[(Iface, bool)],
         program: std::os::fd::BorrowedFd<'_>,
     ) -> Result<(), Error> {
+        let fq_on = |iface: &Iface| wanted.iter().any(|(w, fq)| *fq && w.same_device(iface));
         let mut added = Vec::new();
-        for (iface, fq) in wanted {
+        for (iface, _) in wanted {
+            let fq = fq_on(iface);
             if let Some(held) = self.installed.get_mut(iface) {
-                if held.fq != *fq {
-                    set_fq(iface, held, *fq)?;
+                if held.fq != fq {
+                    set_fq(iface, held, fq)?;
                 }
                 continue;
             }
-            match install(iface, *fq, program) {
+            match install(iface, fq, program) {
                 Ok(held) => {
                     self.installed.insert(iface.clone(), held);
                     added.push(iface.clone());
                 }
                 Err(err) => {
                     for iface in added {
-                        if let Some(held) = self.installed.remove(&iface) {
-                            remove(&iface, &held);
-                        }
+                        self.take_out(&iface);
                     }
                     return Err(err);
                 }
@@ -207,54 +139,39 @@ impl Shapers {
             .cloned()
             .collect();
         for iface in stale {
-            if let Some(held) = self.installed.remove(&iface) {
-                remove(&iface, &held);
-            }
+            self.take_out(&iface);
         }
         Ok(())
     }
 
+    /// Removes one route; the device's qdiscs go with its last route.
+    fn take_out(&mut self, iface: &Iface) {
+        if let Some(held) = self.installed.remove(iface) {
+            let last = !self.installed.keys().any(|i| i.same_device(iface));
+            remove(iface, &held, last);
+        }
+    }
+
     /// Puts every interface back (daemon shutdown).
     pub fn remove_all(&mut self) {
-        for (iface, held) in std::mem::take(&mut self.installed) {
-            remove(&iface, &held);
+        let all: Vec<Iface> = self.installed.keys().cloned().collect();
+        for iface in all {
+            self.take_out(&iface);
         }
     }
 }
 
-/// Puts back an interface a previous daemon shaped, found by its namespace's inode; a
-/// namespace that is gone took its interfaces with it.
-pub fn remove_orphan(iface: &Iface) {
+/// Puts back a route a previous daemon installed, found by its namespace's inode (a
+/// namespace that is gone took its interfaces with it); the device's qdiscs too when no
+/// route of this daemon uses it.
+pub fn remove_orphan(iface: &Iface, last: bool) {
     match find_netns(iface.netns) {
         Some(path) => match File::open(&path) {
-            Ok(netns) => remove(iface, &Held { netns, fq: true }),
+            Ok(netns) => remove(iface, &Held { netns, fq: true }, last),
             Err(err) => warn!(iface = %iface, error = %err, "opening the network namespace"),
         },
         None => info!(iface = %iface, "network namespace gone: nothing to put back"),
     }
-}
-
-/// A path to the network namespace with this inode: a process's, or one `ip netns` holds.
-fn find_netns(inode: u64) -> Option<PathBuf> {
-    let named = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path());
-    let procs = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .map(|e| e.path().join("ns/net"));
-    named
-        .chain(procs)
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == inode))
 }
 
 fn install(iface: &Iface, fq: bool, program: std::os::fd::BorrowedFd<'_>) -> Result<Held, Error> {
@@ -277,10 +194,11 @@ fn install(iface: &Iface, fq: bool, program: std::os::fd::BorrowedFd<'_>) -> Res
         match rtnl.add_bpf_filter(
             iface.ifindex,
             TcDir::Egress,
-            FILTER_PRIO,
+            iface.prio(),
             FILTER_HANDLE,
             program,
             FILTER_NAME,
+            u32::from(iface.tag),
         ) {
             // A previous daemon's filter, running the same pinned maps: kept.
             Err(err) if err.errno() == Some(libc::EEXIST) => Ok(()),
@@ -288,7 +206,7 @@ fn install(iface: &Iface, fq: bool, program: std::os::fd::BorrowedFd<'_>) -> Res
         }
     });
     if let Err(err) = filter {
-        remove(iface, &held);
+        remove(iface, &held, !fq);
         return Err(at(err));
     }
     info!(iface = %iface, "fq and impairment filter installed");
@@ -323,9 +241,10 @@ fn set_fq(iface: &Iface, held: &mut Held, wanted: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes our filter, clsact when nothing else is attached to it, and our `fq` (the kernel
-/// then re-creates its default root qdisc). Each step is tried whatever the others did.
-fn remove(iface: &Iface, held: &Held) {
+/// Removes the route's filter and, with the device's `last` route, clsact when nothing else
+/// is attached to it and our `fq` (the kernel then re-creates its default root qdisc). Each
+/// step is tried whatever the others did.
+fn remove(iface: &Iface, held: &Held, last: bool) {
     let mut rtnl = match held.rtnl() {
         Ok(rtnl) => rtnl,
         Err(err) => {
@@ -334,8 +253,12 @@ fn remove(iface: &Iface, held: &Held) {
         }
     };
     let i = iface.ifindex;
-    if let Err(err) = rtnl.delete_filter(i, TcDir::Egress, FILTER_PRIO, FILTER_HANDLE) {
+    if let Err(err) = rtnl.delete_filter(i, TcDir::Egress, iface.prio(), FILTER_HANDLE) {
         warn!(iface = %iface, error = %err, "removing the impairment filter");
+    }
+    if !last {
+        info!(iface = %iface, "impairment route removed");
+        return;
     }
     let unused = |rtnl: &mut Rtnl, dir| rtnl.filters(i, dir).is_ok_and(|f| f.is_empty());
     if unused(&mut rtnl, TcDir::Egress) && unused(&mut rtnl, TcDir::Ingress) {

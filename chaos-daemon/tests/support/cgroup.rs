@@ -184,3 +184,27 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// Moves this process into a cgroup for the duration of a scope, and back.
+pub struct InCgroup {
+    home: PathBuf,
+}
+
+impl InCgroup {
+    pub fn enter(cgroup: &TestCgroup) -> io::Result<Self> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let rel = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(|| io::Error::other("no cgroup v2 line in /proc/self/cgroup"))?;
+        let home = cgroup2_mount().join(rel.trim_start_matches('/'));
+        std::fs::write(cgroup.path().join("cgroup.procs"), "0")?;
+        Ok(Self { home })
+    }
+}
+
+impl Drop for InCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.home.join("cgroup.procs"), "0");
+    }
+}

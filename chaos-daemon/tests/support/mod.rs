@@ -32,7 +32,7 @@ pub mod topology;
 pub mod traffic;
 pub mod util;
 
-pub use cgroup::{cgroup2_mount, enable_v2_controllers, TestCgroup};
+pub use cgroup::{cgroup2_mount, enable_v2_controllers, InCgroup, TestCgroup};
 pub use daemon::{connect_unix, Daemon};
 pub use netns::{enter_netns, Link, Netns, VethPair};
 pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHandle, ProbeJob};

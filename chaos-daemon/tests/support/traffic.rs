@@ -117,19 +117,44 @@ pub fn tcp_send(peer: SocketAddr, duration_ms: u64, ready: impl FnOnce()) -> Val
     json!({ "bytes": bytes, "elapsed_us": start.elapsed().as_micros() as u64 })
 }
 
-/// Summary of [`udp_rtt`] samples: (mean, standard deviation, min, max) of RTT in ms.
-pub fn rtt_stats(result: &Value) -> (f64, f64, f64, f64) {
-    let rtts: Vec<f64> = result["rtt_us"]
-        .as_array()
-        .expect("rtt_us")
-        .iter()
-        .map(|s| s[2].as_f64().expect("rtt") / 1000.0)
-        .collect();
-    assert!(!rtts.is_empty(), "no reply at all: {result}");
-    let n = rtts.len() as f64;
-    let mean = rtts.iter().sum::<f64>() / n;
-    let sd = (rtts.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = rtts.iter().copied().fold(0.0, f64::max);
-    (mean, sd, min, max)
+/// RTT quantiles of [`udp_rtt`] samples, in ms. Quantiles rather than mean and maximum: a
+/// busy (or emulated) machine adds latency spikes to a few packets, which move a mean and a
+/// maximum but not a quartile.
+pub struct Rtts(Vec<f64>);
+
+impl Rtts {
+    pub fn of(result: &Value) -> Rtts {
+        let mut rtts: Vec<f64> = result["rtt_us"]
+            .as_array()
+            .expect("rtt_us")
+            .iter()
+            .map(|s| s[2].as_f64().expect("rtt") / 1000.0)
+            .collect();
+        assert!(!rtts.is_empty(), "no reply at all: {result}");
+        rtts.sort_by(f64::total_cmp);
+        Rtts(rtts)
+    }
+
+    /// The `q` quantile (0 = min, 1 = max).
+    pub fn q(&self, q: f64) -> f64 {
+        self.0[((self.0.len() - 1) as f64 * q).round() as usize]
+    }
+
+    pub fn min(&self) -> f64 {
+        self.q(0.0)
+    }
+
+    pub fn median(&self) -> f64 {
+        self.q(0.5)
+    }
+
+    /// Interquartile range.
+    pub fn iqr(&self) -> f64 {
+        self.q(0.75) - self.q(0.25)
+    }
+
+    /// Share of samples below `ms`.
+    pub fn below(&self, ms: f64) -> f64 {
+        self.0.iter().filter(|r| **r < ms).count() as f64 / self.0.len() as f64
+    }
 }

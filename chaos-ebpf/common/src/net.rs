@@ -38,9 +38,12 @@ pub const FLAG_PEERS: u8 = 1;
 /// `threshold` that drops every matching packet (draws are 32-bit).
 pub const ALWAYS: u64 = 1 << 32;
 
-/// [`NetFault::shape`] bits: the fault has impairments; packets may overtake in a flow.
+/// [`NetFault::shape`] bits: the fault has impairments; packets may overtake in a flow; the
+/// directions the impairments act in (loss uses [`NetFault::directions`]).
 pub const SHAPE_ON: u8 = 1;
 pub const SHAPE_REORDER: u8 = 2;
+pub const SHAPE_EGRESS: u8 = 4;
+pub const SHAPE_INGRESS: u8 = 8;
 
 /// [`NetFault::distribution`] values. Uniform is drawn directly; the others come from a
 /// table of [`DIST_SIZE`] quantiles each, in units of 1/[`DIST_ONE`] standard deviation.

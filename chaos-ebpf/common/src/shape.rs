@@ -9,6 +9,7 @@
 /// Map names, shared so the daemon never spells them twice.
 pub const LEVELS_MAP: &str = "SHAPE_LEVELS";
 pub const TARGETS_MAP: &str = "SHAPE_TARGETS";
+pub const IFACES_MAP: &str = "SHAPE_IFACES";
 pub const CLOCKS_MAP: &str = "SHAPE_CLOCKS";
 pub const FLOWS_MAP: &str = "SHAPE_FLOWS";
 pub const TABLES_MAP: &str = "SHAPE_TABLES";
@@ -17,6 +18,9 @@ pub const COUNTERS_MAP: &str = "SHAPE_COUNTERS";
 
 /// Targeted cgroups with impairments at one time.
 pub const MAX_TARGETS: u32 = 16_384;
+/// Interfaces carrying targets' ingress (the other end of their veth), by the tag their
+/// filter's classid gives the program (1-based: 0 is "egress of a target's own interface").
+pub const MAX_IFACES: u32 = 4_096;
 /// Flows whose last departure time is remembered (LRU: idle flows are forgotten first).
 pub const MAX_FLOWS: u32 = 65_536;
 /// `cb[0]` of a duplicate on its way back through the program: let it pass as it is.
@@ -26,7 +30,10 @@ pub const DUPLICATE_MARK: u32 = 0xfa17_d0b1;
 /// above it, 0 = empty.
 pub type ShapeSlots = crate::net::TargetSlots;
 
-/// Key of [`FLOWS_MAP`]: a fault's slot and the packet's flow hash.
+/// [`FlowKey::slot`] bit of the ingress route, whose flows are not the egress ones.
+pub const FLOW_INGRESS: u32 = 1 << 31;
+
+/// Key of [`FLOWS_MAP`]: a fault's slot (| [`FLOW_INGRESS`]) and the packet's flow hash.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowKey {

@@ -16,6 +16,7 @@ const RTM_DELTFILTER: u16 = 45;
 const RTM_GETTFILTER: u16 = 46;
 
 // cls_bpf's options, include/uapi/linux/pkt_cls.h.
+const TCA_BPF_CLASSID: u16 = 3;
 const TCA_BPF_FD: u16 = 6;
 const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_FLAGS: u16 = 8;
@@ -73,7 +74,12 @@ impl Rtnl {
     /// Attaches `prog_fd` (a `BPF_PROG_TYPE_SCHED_CLS` program) as a direct-action cls_bpf
     /// filter on the `dir` hook of `ifindex`'s clsact qdisc, at `prio` with `handle`; fails
     /// with `EEXIST` if that filter exists. `prio` and `handle` must be non-zero: for the
-    /// kernel 0 means "pick one" here and "all of them" when deleting.
+    /// kernel 0 means "pick one" here and "all of them" when deleting. A non-zero `classid`
+    /// is what the program reads in `skb->tc_classid` (its low 16 bits): cls_bpf sets it
+    /// before each run
+    /// (<https://elixir.bootlin.com/linux/v6.1/source/net/sched/cls_bpf.c#L94>), which
+    /// tells one attachment of a program from another.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_bpf_filter(
         &mut self,
         ifindex: u32,
@@ -82,6 +88,7 @@ impl Rtnl {
         handle: u32,
         prog_fd: BorrowedFd<'_>,
         name: &str,
+        classid: u32,
     ) -> Result<(), Error> {
         let request = format!(
             "RTM_NEWTFILTER bpf {name} {dir} prio {prio} handle {handle:#x} on ifindex {ifindex}"
@@ -97,6 +104,9 @@ impl Rtnl {
         req.attr_u32(TCA_BPF_FD, prog_fd.as_raw_fd() as u32);
         req.attr_str(TCA_BPF_NAME, name);
         req.attr_u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
+        if classid != 0 {
+            req.attr_u32(TCA_BPF_CLASSID, classid);
+        }
         req.end_nest(options);
         self.execute(&request, req)
     }

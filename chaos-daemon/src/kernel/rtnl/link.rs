@@ -24,8 +24,9 @@ pub struct Link {
     /// The driver kind from `IFLA_LINKINFO`/`IFLA_INFO_KIND` (`veth`, `bridge`, …); `None`
     /// for physical devices and `lo`.
     pub kind: Option<String>,
-    /// `IFLA_LINK` when it differs from `ifindex`: for a veth, the peer's index (in the
-    /// peer's namespace); for a VLAN or macvlan, the lower device.
+    /// `IFLA_LINK` when it names another device: for a veth, the peer's index (in the
+    /// peer's namespace, where it may equal `ifindex`); for a VLAN or macvlan, the lower
+    /// device.
     pub peer_ifindex: Option<u32>,
     /// `IFLA_LINK_NETNSID`: the peer's namespace as this namespace numbers it, present
     /// when the peer lives in another namespace.
@@ -52,6 +53,7 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
         peer_ifindex: None,
         peer_netnsid: None,
     };
+    let mut iflink = None;
     for (ty, value) in attrs_after::<IfInfoMsg>(payload) {
         match ty {
             IFLA_IFNAME => link.name = attr_string(value),
@@ -59,7 +61,7 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
             // sends IFLA_LINK even then when the peer's namespace differs (nla_put_iflink):
             // https://elixir.bootlin.com/linux/v6.1/source/drivers/net/veth.c
             // https://elixir.bootlin.com/linux/v6.1/source/net/core/rtnetlink.c
-            IFLA_LINK => link.peer_ifindex = attr_u32(value).filter(|&i| i != 0 && i != ifindex),
+            IFLA_LINK => iflink = attr_u32(value),
             IFLA_LINK_NETNSID => link.peer_netnsid = attr_u32(value).map(|v| v as i32),
             IFLA_LINKINFO => {
                 link.kind = attrs(value)
@@ -69,5 +71,8 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
             _ => {}
         }
     }
+    // The same index is the device itself only within one namespace: a veth peer in
+    // another one often has the same small index.
+    link.peer_ifindex = iflink.filter(|&i| i != 0 && (i != ifindex || link.peer_netnsid.is_some()));
     Some(link)
 }
