@@ -26,7 +26,7 @@ use support::{api, Daemon, InCgroup, TestCgroup, TwoNs, B_V4};
 use tonic::transport::Channel;
 
 /// Datagrams per delay measurement, and the gap between them.
-const PACKETS: u64 = 500;
+const PACKETS: u64 = 1_000;
 const GAP_US: u64 = 2_000;
 
 fn main() -> anyhow::Result<()> {
@@ -192,10 +192,12 @@ fn rate_spec(bits: u64) -> NetworkFault {
     }
 }
 
-/// The fixture: A and B, a target cgroup this process sits in, and a daemon.
+/// The fixture: A and B, a target cgroup this process sits in (with a process of it in A,
+/// through which the daemon finds A's interface), and a daemon.
 struct Lab {
     client: FaultServiceClient<Channel>,
     _daemon: Daemon,
+    _resident: support::ProbeHandle,
     _inside: InCgroup,
     target: TestCgroup,
     net: TwoNs,
@@ -234,7 +236,19 @@ impl Lab {
 async fn run() -> anyhow::Result<String> {
     let net = TwoNs::new();
     let target = TestCgroup::new();
-    // This process is the target: its sender threads enter A.
+    let mut resident = support::spawn_probe_background(
+        support::ProbeJob::Idle {
+            max_duration_ms: 3_600_000,
+        },
+        &net.a,
+        &target,
+    );
+    anyhow::ensure!(
+        resident.wait_ready(Duration::from_secs(60)),
+        "{}",
+        resident.output()
+    );
+    // This process is the target too: its sender threads enter A.
     let inside = InCgroup::enter(&target)?;
     let daemon = Daemon::start(&[]).await;
     let caps = daemon.capabilities().await;
@@ -249,6 +263,7 @@ async fn run() -> anyhow::Result<String> {
     let mut lab = Lab {
         client,
         _daemon: daemon,
+        _resident: resident,
         _inside: inside,
         target,
         net,
