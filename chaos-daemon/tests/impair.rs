@@ -7,8 +7,8 @@ probe_entry!();
 use std::{net::SocketAddr, time::Duration};
 
 use chaos_proto::v1::{
-    inject_request::Spec, Bandwidth, Corrupt, Delay, Direction, Duplicate, FaultState,
-    InjectRequest, JitterDistribution, NetworkFault,
+    inject_request::Spec, network_fault::Action, Bandwidth, Corrupt, Delay, Direction, Duplicate,
+    FaultState, InjectRequest, JitterDistribution, Loss, NetworkFault,
 };
 use serde_json::Value;
 use support::{
@@ -238,6 +238,42 @@ async fn ingress_delay_acts_on_the_other_end_of_the_veth() {
         cancel(&mut client, &fault.id).await;
         assert_eq!((qdisc(net), b_qdisc()), before, "qdiscs put back");
     }
+}
+
+/// Impairments compose with loss in one fault: 20 % of round trips lost (within 5σ), every
+/// one that comes back delayed by at least 20 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_and_loss_compose() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::new();
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
+    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
+        return;
+    };
+    let mut client = daemon.client().await;
+    let spec = NetworkFault {
+        direction: Direction::Egress as i32,
+        action: Some(Action::Loss(Loss { percent: 20.0 })),
+        ..delay(20, 0, false)
+    };
+    let fault = inject(
+        &mut client,
+        request(spec, target, 0, Duration::from_secs(300)),
+    )
+    .await;
+    let n = 1_000;
+    let r = spawn_probe(rtt_job(echo.addr(), n, 1_000), &net.a, target).wait();
+    let lost = n - count(&r, "received");
+    assert_rate_within(lost, n, 0.2, SIGMAS);
+    assert!(Rtts::of(&r).min() >= 20.0, "{r}");
+    let counters = get(&mut client, &fault.id)
+        .await
+        .counters
+        .expect("counters");
+    assert!(counters.delayed >= n - lost, "{counters:?}");
+    cancel(&mut client, &fault.id).await;
 }
 
 /// TCP through a 10 Mbit/s bottleneck: the interface sends at the rate (± 5 %) and the
