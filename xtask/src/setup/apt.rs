@@ -9,10 +9,14 @@ use super::report;
 use crate::{cmd, privilege};
 
 /// Each package with what it provides to the project.
-const PACKAGES: [(&str, &str); 8] = [
+const PACKAGES: [(&str, &str); 9] = [
     (
         "protobuf-compiler",
         "protoc, for chaos-proto's build script",
+    ),
+    (
+        "libprotobuf-dev",
+        "the well-known types protoc imports (google/protobuf/duration.proto)",
     ),
     ("iproute2", "ip and tc, for network faults and tests"),
     ("iputils-ping", "ping, for network fault tests"),
