@@ -121,24 +121,27 @@ impl Drop for Receiver {
 
 /// Sends `count` stamped datagrams of `size` bytes from A, one every `gap_us`.
 fn send_stamped(net: &TwoNs, to: SocketAddr, count: u64, gap_us: u64, size: usize) -> Vec<u64> {
-    net.a.run(move || {
-        let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender in A");
-        let mut payload = vec![0u8; size.max(16)];
-        let start = mono_ns();
-        let mut sent_at = Vec::with_capacity(count as usize);
-        for seq in 0..count {
-            let due = start + seq * gap_us * 1_000;
-            while mono_ns() < due {
-                std::hint::spin_loop();
-            }
-            let now = mono_ns();
-            payload[..8].copy_from_slice(&seq.to_be_bytes());
-            payload[8..16].copy_from_slice(&now.to_be_bytes());
-            let _ = sock.send_to(&payload, to);
-            sent_at.push(now);
+    net.a.run(move || stamped(to, count, gap_us, size))
+}
+
+/// Sends `count` stamped datagrams from this thread's namespace; their send times.
+fn stamped(to: SocketAddr, count: u64, gap_us: u64, size: usize) -> Vec<u64> {
+    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind the sender");
+    let mut payload = vec![0u8; size.max(16)];
+    let start = mono_ns();
+    let mut sent_at = Vec::with_capacity(count as usize);
+    for seq in 0..count {
+        let due = start + seq * gap_us * 1_000;
+        while mono_ns() < due {
+            std::hint::spin_loop();
         }
-        sent_at
-    })
+        let now = mono_ns();
+        payload[..8].copy_from_slice(&seq.to_be_bytes());
+        payload[8..16].copy_from_slice(&now.to_be_bytes());
+        let _ = sock.send_to(&payload, to);
+        sent_at.push(now);
+    }
+    sent_at
 }
 
 /// `tc` in A on its end of the veth.
@@ -593,24 +596,7 @@ fn stream_for(netns: &std::path::Path, to: SocketAddr, length: Duration) {
     let Ok(file) = std::fs::File::open(netns) else {
         return;
     };
-    if support::enter_netns(&file).is_err() {
-        return;
-    }
-    let Ok(sock) = UdpSocket::bind("0.0.0.0:0") else {
-        return;
-    };
-    let start = mono_ns();
-    let mut payload = [0u8; 64];
-    let mut seq = 0u64;
-    while mono_ns() - start < length.as_nanos() as u64 {
-        let due = start + seq * 100_000;
-        while mono_ns() < due {
-            std::hint::spin_loop();
-        }
-        let now = mono_ns();
-        payload[..8].copy_from_slice(&seq.to_be_bytes());
-        payload[8..16].copy_from_slice(&now.to_be_bytes());
-        let _ = sock.send_to(&payload, to);
-        seq += 1;
+    if support::enter_netns(&file).is_ok() {
+        stamped(to, length.as_micros() as u64 / 100, 100, 64);
     }
 }

@@ -6,6 +6,7 @@ probe_entry!();
 
 use std::{net::SocketAddr, time::Duration};
 
+use chaos_proto::v1::fault_service_client::FaultServiceClient;
 use chaos_proto::v1::{
     inject_request::Spec, network_fault::Action, Bandwidth, Corrupt, Delay, Direction, Duplicate,
     FaultState, InjectRequest, JitterDistribution, Loss, NetworkFault,
@@ -17,6 +18,7 @@ use support::{
     traffic::Rtts,
     Daemon, ProbeHandle, ProbeJob, TcpSink, TestCgroup, TwoNs, UdpEchoServer, B_V4,
 };
+use tonic::transport::Channel;
 
 /// What delay and bandwidth need from the kernel (as the daemon probes it).
 const PACED: &[&str] = &["cgroup_v2", "fq", "tc_shape_program"];
@@ -70,6 +72,18 @@ struct Lab {
 }
 
 impl Lab {
+    /// The fixture and a daemon that has `needs`; None (the test skips) without root or
+    /// without them.
+    async fn start(needs: &[&str]) -> Option<(Lab, Daemon, FaultServiceClient<Channel>)> {
+        if !require_root() {
+            return None;
+        }
+        let lab = Lab::new();
+        let daemon = Daemon::start_requiring(&[], needs).await?;
+        let client = daemon.client().await;
+        Some((lab, daemon, client))
+    }
+
     fn new() -> Lab {
         let net = TwoNs::new();
         let target = TestCgroup::new();
@@ -133,17 +147,12 @@ fn count(v: &Value, key: &str) -> u64 {
 /// another cgroup in the same namespace is not delayed; the fq qdisc goes at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_and_jitter_shape_round_trips() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::new();
-    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
-    let other = TestCgroup::new();
-    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
+    let Some((lab, _daemon, mut client)) = Lab::start(PACED).await else {
         return;
     };
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
+    let other = TestCgroup::new();
     let before = qdisc(net);
-    let mut client = daemon.client().await;
     let window = Duration::from_secs(300);
     let fault = inject(&mut client, request(delay(50, 10, true), target, 0, window)).await;
     assert!(qdisc(net).contains("qdisc fq fa17:"), "{}", qdisc(net));
@@ -202,15 +211,10 @@ async fn delay_and_jitter_shape_round_trips() {
 /// side), with fq and the filter there and not on A's; both directions add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_delay_acts_on_the_other_end_of_the_veth() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::new();
-    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
-    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
+    let Some((lab, _daemon, mut client)) = Lab::start(PACED).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
     let b_qdisc = || {
         net.b
             .exec("tc", &["qdisc", "show", "dev", net.veth.b.name(), "root"])
@@ -244,15 +248,10 @@ async fn ingress_delay_acts_on_the_other_end_of_the_veth() {
 /// one that comes back delayed by at least 20 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_and_loss_compose() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::new();
-    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
-    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
+    let Some((lab, _daemon, mut client)) = Lab::start(PACED).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
     let spec = NetworkFault {
         direction: Direction::Egress as i32,
         action: Some(Action::Loss(Loss { percent: 20.0 })),
@@ -281,17 +280,12 @@ async fn delay_and_loss_compose() {
 /// queue, a UDP flood at twice the rate is dropped rather than delayed further.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bandwidth_paces_tcp_and_drops_when_the_queue_is_full() {
-    if !require_root() {
+    let Some((lab, _daemon, mut client)) = Lab::start(PACED).await else {
         return;
-    }
-    let lab = Lab::new();
+    };
     let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
     let other = TestCgroup::new();
     let sink = TcpSink::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let Some(daemon) = Daemon::start_requiring(&[], PACED).await else {
-        return;
-    };
-    let mut client = daemon.client().await;
     let rate = 10_000_000u64;
     let spec = NetworkFault {
         bandwidth: Some(Bandwidth {
@@ -413,15 +407,10 @@ async fn bandwidth_paces_tcp_and_drops_when_the_queue_is_full() {
 /// error count rises by as many) and sees the duplicates, each within 5σ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_duplicate_reach_the_receiver() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::new();
-    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
-    let Some(daemon) = Daemon::start_requiring(&[], UNPACED).await else {
+    let Some((lab, _daemon, mut client)) = Lab::start(UNPACED).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
     let spec = NetworkFault {
         corrupt: Some(Corrupt { percent: 10.0 }),
         duplicate: Some(Duplicate { percent: 10.0 }),
@@ -482,16 +471,11 @@ async fn corrupt_and_duplicate_reach_the_receiver() {
 /// undelayed once the window ends, and the restarted daemon puts the qdisc back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_ends_in_the_kernel_and_a_restart_restores_the_qdisc() {
-    if !require_root() {
-        return;
-    }
-    let lab = Lab::new();
-    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
-    let Some(mut daemon) = Daemon::start_requiring(&[], PACED).await else {
+    let Some((lab, mut daemon, mut client)) = Lab::start(PACED).await else {
         return;
     };
+    let (net, target, echo) = (&lab.net, &lab.target, &lab.echo);
     let before = qdisc(net);
-    let mut client = daemon.client().await;
     let start = chaos_daemon::clock::unix_now_ns() + 1_500_000_000;
     let fault = inject(
         &mut client,

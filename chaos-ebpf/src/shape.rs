@@ -1,6 +1,6 @@
 //! Network impairments — delay with jitter, a bandwidth bottleneck, corruption, duplication —
-//! for targeted cgroups: one TC egress program on the interfaces of the target's network
-//! namespace.
+//! for targeted cgroups: one TC egress program, on the interfaces of the target's network
+//! namespace (its egress) and on the other end of its veth pairs (its ingress).
 //!
 //! How: the program gives each packet an earliest departure time (`skb->tstamp`) and the
 //! `fq` qdisc the daemon installs at the root of the interface holds it until then
@@ -13,9 +13,9 @@
 //!   departs before the one sent ahead of it in its flow ([`SHAPE_FLOWS`], keyed by the
 //!   socket's flow hash): `fq` sorts each flow by departure time, so crossing delays would
 //!   otherwise reorder it.
-//! - Bandwidth: one virtual clock per fault ([`SHAPE_CLOCKS`]) says when the bottleneck is
-//!   free again; each packet takes the next `len × 8 / rate` of it, atomically across CPUs,
-//!   and is dropped when it would wait longer than the queue allows.
+//! - Bandwidth: one virtual clock per fault and direction ([`SHAPE_CLOCKS`]) says when the
+//!   bottleneck is free again; each packet takes the next `len × 8 / rate` of it, atomically
+//!   across CPUs, and is dropped when it would wait longer than the queue allows.
 //! - Corrupt: one random bit flipped, checksums left wrong. Duplicate: a clone sent out of
 //!   the same interface, carrying the original's departure time.
 //!

@@ -169,6 +169,41 @@ fn on_host(args: &Args, binaries: &[std::path::PathBuf], watchdog: Duration) -> 
     }
 }
 
+/// SIGKILL to `pid` and every process below it (vng, virtme-run, QEMU), by kill(1).
+fn kill_tree(pid: u32) {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(children(parent));
+        i += 1;
+    }
+    let pids: Vec<String> = tree.iter().map(u32::to_string).collect();
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .status();
+}
+
+/// Processes whose parent is `pid` (field 4 of /proc/PID/stat, after the command in parens).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
 /// A VM row: boots the kernel with `xtask vm-guest` as the command and collects its lines.
 fn in_vm(
     args: &Args,
@@ -253,6 +288,9 @@ fn in_vm(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 hung = true;
+                // vng starts QEMU as a grandchild, which killing vng alone leaves running
+                // (a hung guest would then eat the CPU of every later run).
+                kill_tree(child.id());
                 let _ = child.kill();
                 break;
             }
