@@ -417,3 +417,62 @@ fn prog_id(prog: &OwnedFd) -> u32 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no prog_id in {info}"))
 }
+
+/// Kills and reaps a helper process when the test ends, however it ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two namespaces A1, A2, each with a veth to its own B1, B2: fresh namespaces number their
+/// devices alike, so indexes alone cannot tell B1's end from B2's; the peer's namespace id
+/// does, and the ingress end of a process in A2 is found in B2.
+#[test]
+fn the_other_end_of_a_veth_is_told_by_its_namespace_id() {
+    if !require_root() {
+        return;
+    }
+    let (a1, b1, a2, b2) = (Netns::new(), Netns::new(), Netns::new(), Netns::new());
+    let one = VethPair::new(&a1, &b1);
+    let two = VethPair::new(&a2, &b2);
+    for (ns, pair) in [(&a1, &one), (&a2, &two)] {
+        ns.ip(&["link", "set", pair.a.name(), "up"]);
+    }
+    assert_eq!(
+        (one.a.ifindex(), one.b.ifindex()),
+        (two.a.ifindex(), two.b.ifindex()),
+        "the two pairs should collide on indexes for this test to mean anything"
+    );
+    let mut rtnl = Rtnl::open_in(a2.path()).unwrap_or_else(|e| panic!("{e}"));
+    let links = rtnl.links().unwrap_or_else(|e| panic!("{e}"));
+    let end = links
+        .iter()
+        .find(|l| l.name == two.a.name())
+        .expect("A2's veth");
+    let want = end.peer_netnsid.expect("the peer is in another namespace");
+    let mut nsid = |ns: &Netns| rtnl.nsid_of(&ns.open()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nsid(&b2), Some(want));
+    assert_ne!(nsid(&b1), Some(want));
+
+    let sleeper = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", a2.path().display()))
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("nsenter sleep");
+    let sleeper = Reaped(sleeper);
+    let pid = sleeper.0.id();
+    let in_a2 = support::wait_until(std::time::Duration::from_secs(10), || {
+        netns::inode(Path::new(&format!("/proc/{pid}/ns/net"))).ok() == Some(a2.ino())
+    });
+    assert!(in_a2, "the helper never entered A2");
+    let (own, ingress) =
+        chaos_daemon::kernel::ifaces::interfaces_of([pid], true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!(ingress[0].netns, b2.ino(), "{ingress:?} is not B2's end");
+    assert_eq!(ingress[0].name, two.b.name());
+}

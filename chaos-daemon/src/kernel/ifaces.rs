@@ -83,7 +83,8 @@ pub fn interfaces_of(
     }
     let (mut own, mut other_ends) = (Vec::new(), Vec::new());
     for (netns, path) in &seen {
-        let links = open(path)?.links().map_err(|source| Error::Rtnl {
+        let mut rtnl = open(path)?;
+        let links = rtnl.links().map_err(|source| Error::Rtnl {
             iface: format!("netns {netns}"),
             source,
         })?;
@@ -97,7 +98,8 @@ pub fn interfaces_of(
             if ingress {
                 match (link.kind.as_deref(), link.peer_ifindex) {
                     (Some("veth"), Some(peer)) => {
-                        other_ends.push(other_end(&iface, peer, &seen)?);
+                        let peer = (peer, link.peer_netnsid);
+                        other_ends.push(other_end(&iface, peer, &mut rtnl, &seen)?);
                     }
                     (kind, _) => {
                         return Err(Error::NoInterface(format!(
@@ -119,17 +121,33 @@ pub fn interfaces_of(
     Ok((own, other_ends))
 }
 
-/// The other end of the veth `iface`, index `peer` in its namespace: looked for in the
-/// daemon's own namespace first (a pod's veth ends on the node), then in named namespaces
-/// and those of processes, skipping the target's.
-fn other_end(iface: &Iface, peer: u32, targets: &BTreeMap<u64, PathBuf>) -> Result<Iface, Error> {
+/// The other end of the veth `iface`: index `peer` in the namespace the target's (`rtnl`'s)
+/// numbers `nsid`. Looked for in the daemon's own namespace first (a pod's veth ends on the
+/// node), then in named namespaces and those of processes, skipping the target's. Indexes
+/// repeat across namespaces (every new one numbers from 1), so a namespace whose id, as the
+/// target's numbers it, is not the veth's `IFLA_LINK_NETNSID` is passed over.
+fn other_end(
+    iface: &Iface,
+    (peer, nsid): (u32, Option<i32>),
+    rtnl: &mut Rtnl,
+    targets: &BTreeMap<u64, PathBuf>,
+) -> Result<Iface, Error> {
     let mut tried = BTreeSet::new();
     for path in netns_paths() {
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else {
             continue;
         };
         if targets.contains_key(&meta.ino()) || !tried.insert(meta.ino()) {
             continue;
+        }
+        // A kernel that cannot say keeps the index and peer-index match below.
+        if let (Some(want), Ok(got)) = (nsid, rtnl.nsid_of(&file)) {
+            if got != Some(want) {
+                continue;
+            }
         }
         let Ok(links) = open(&path).and_then(|mut rtnl| {
             rtnl.links().map_err(|source| Error::Rtnl {

@@ -3,6 +3,7 @@
 mod filter;
 mod link;
 mod message;
+mod nsid;
 mod qdisc;
 mod socket;
 

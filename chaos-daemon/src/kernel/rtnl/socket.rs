@@ -71,6 +71,33 @@ impl Rtnl {
         }
     }
 
+    /// Sends `req` and returns what `parse` makes of the one `reply_ty` message answering it
+    /// (`None` when the kernel answered with something else).
+    pub(super) fn query<T>(
+        &mut self,
+        request: &str,
+        mut req: Request,
+        reply_ty: u16,
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let seq = self.send(request, &mut req, 0)?;
+        loop {
+            let n = self.recv(request)?;
+            for msg in messages(&self.buf[..n]) {
+                let (hdr, payload) = msg.map_err(|reason| malformed(request, reason))?;
+                if hdr.seq != seq {
+                    continue;
+                }
+                if hdr.ty == NLMSG_ERROR {
+                    let (errno, extack) = parse_error(hdr.flags, payload)
+                        .ok_or_else(|| malformed(request, "short NLMSG_ERROR"))?;
+                    return Err(kernel(request, errno, extack));
+                }
+                return Ok((hdr.ty == reply_ty).then(|| parse(payload)).flatten());
+            }
+        }
+    }
+
     /// Sends a dump request and collects what `parse` makes of each `reply_ty` message
     /// (`None` skips one). Restarts when the kernel says the dump was interrupted.
     pub(super) fn dump<T>(
