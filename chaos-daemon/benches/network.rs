@@ -218,6 +218,7 @@ fn loss_request(target: &str, start_at_unix_ns: u64, duration_ms: u64) -> Inject
             action: Some(Action::Loss(Loss { percent: 100.0 })),
             ..NetworkFault::default()
         })),
+        ..InjectRequest::default()
     }
 }
 

@@ -49,6 +49,7 @@ fn request(target: &str, start_at_unix_ns: u64, duration: Duration, spec: Spec) 
         start_at_unix_ns,
         duration: Some(duration.try_into().unwrap_or_default()),
         spec: Some(spec),
+        ..InjectRequest::default()
     }
 }
 

@@ -147,6 +147,7 @@ fn errno_request(
                 max_failures: 0,
             })),
         })),
+        ..InjectRequest::default()
     }
 }
 

@@ -15,6 +15,12 @@ pub enum Error {
     /// A fixed-size kernel table is full.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A guard rail refuses the target (a protected namespace the request did not allow).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A service the request depends on (the API server) could not be asked; try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// The daemon failed while applying or undoing a fault; nothing was left half-applied.
     #[error("{0}")]
     Internal(String),
@@ -96,5 +102,18 @@ impl From<crate::cgroupfs::Error> for Error {
 impl From<crate::workers::Error> for Error {
     fn from(err: crate::workers::Error) -> Self {
         Self::Internal(err.to_string())
+    }
+}
+
+impl From<crate::pods::Error> for Error {
+    fn from(err: crate::pods::Error) -> Self {
+        use crate::pods::Error as E;
+        match err {
+            E::Invalid(msg) => Self::invalid("target", msg.trim_start_matches("target: ")),
+            E::NotFound(msg) => Self::NotFound(msg),
+            E::Protected(msg) => Self::PermissionDenied(msg),
+            E::Guard(msg) | E::NoCluster(msg) => Self::FailedPrecondition(msg),
+            E::Api { .. } => Self::Unavailable(chain(&err)),
+        }
     }
 }

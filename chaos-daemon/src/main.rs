@@ -1,9 +1,10 @@
 //! `chaos-daemon`: the faultline node daemon.
 use anyhow::Context as _;
+use chaos_daemon::tls::reload::ReloadingConfig;
 use chaos_daemon::{api::Api, config::Config, config::LogFormat, serve, startup};
 use clap::Parser as _;
 use tokio::{signal::unix, sync::watch};
-use tracing::info;
+use tracing::{info, warn};
 
 fn main() -> anyhow::Result<()> {
     // The same binary runs the stress workers, so they need no file of their own on the node.
@@ -14,14 +15,31 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = chaos_daemon::workers::run::main_if_worker(&args) {
         std::process::exit(code);
     }
-    daemon()
+    // Before the runtime's threads exist: a namespace is joined per thread.
+    let joined = chaos_daemon::hostns::join_init_cgroup_ns();
+    daemon(joined)
 }
 
 #[tokio::main]
-async fn daemon() -> anyhow::Result<()> {
+async fn daemon(joined: Result<bool, chaos_daemon::hostns::Error>) -> anyhow::Result<()> {
     let config = Config::parse();
     init_logs(config.log_format);
+    if joined.context("joining the node's cgroup namespace")? {
+        info!("joined the node's cgroup namespace (PID 1's)");
+    }
+    if let Err(err) = chaos_daemon::hostns::raise_memlock() {
+        warn!(error = %err, "eBPF maps stay under the locked-memory limit");
+    }
+    config.check_listen()?;
+    // Before the kernel is touched: a bad TLS file fails the start naming the file.
+    let tls = match config.tls_files() {
+        Some(files) => Some(ReloadingConfig::load(files).context("loading the TLS files")?),
+        None => None,
+    };
     let engine = startup::start(&config).context("starting the daemon")?;
+    let cluster = startup::cluster(&config, &engine)
+        .await
+        .context("connecting to the cluster")?;
     let unix = serve::bind_unix(&config.socket)?;
     let (stop, stopped) = watch::channel(false);
     let mut term = unix::signal(unix::SignalKind::terminate()).context("SIGTERM handler")?;
@@ -34,11 +52,14 @@ async fn daemon() -> anyhow::Result<()> {
         info!(signal = name, "shutting down");
         let _ = stop.send(true);
     });
+    let api = Api::new(engine.clone(), cluster);
+    api.follow_adopted().await;
     let served = serve::serve(
-        Api::new(engine.clone()),
+        api,
         unix,
         &config.socket,
-        config.listen,
+        config.listen.map(|addr| serve::TcpApi { addr, tls }),
+        config.health_listen,
         stopped,
     )
     .await;

@@ -24,6 +24,7 @@ use crate::{
         shaper::{self, Shapers},
         storagemaps::StorageMaps,
     },
+    pods::Cluster,
     targets::Hierarchy,
 };
 
@@ -40,6 +41,9 @@ pub enum Error {
     /// Replaying the journal failed.
     #[error("recovering faults: {0}")]
     Recover(#[from] crate::error::Error),
+    /// `--node-name` was given but the API server client could not be set up.
+    #[error("pod targets: {0}")]
+    Cluster(String),
 }
 
 /// Loads the storage programs of the best route per operation, and takes their maps; `None`
@@ -72,7 +76,8 @@ fn load_shape(ebpf: &mut aya::Ebpf, probe: &mut Probe) -> Option<ShapeKernel> {
         "fq",
         fq.is_ok(),
         fq.clone().err().unwrap_or_else(|| {
-            "the fq qdisc holds each packet until the departure time the impairment              program gives it"
+            "the fq qdisc holds each packet until the departure time the impairment \
+                program gives it"
                 .to_string()
         }),
     );
@@ -108,6 +113,40 @@ fn load_shape(ebpf: &mut aya::Ebpf, probe: &mut Probe) -> Option<ShapeKernel> {
     })
 }
 
+/// The cluster this daemon serves pod targets for, when `--node-name` is given; names the
+/// node on every fault and reports pod targets in `Capabilities` either way.
+pub async fn cluster(config: &Config, engine: &Shared) -> Result<Option<Arc<Cluster>>, Error> {
+    let mut engine = engine.lock().await;
+    let Some(node) = config.node_name.clone().filter(|n| !n.trim().is_empty()) else {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        engine.set_node(host);
+        engine.probe_mut().add(
+            "pod_targets",
+            false,
+            "not in a cluster: start with --node-name (NODE_NAME) to accept pod targets",
+        );
+        return Ok(None);
+    };
+    engine.set_node(node.clone());
+    let hier = Hierarchy::discover().map_err(|err| Error::Cluster(err.to_string()))?;
+    let protected = config.protected();
+    let cluster = Cluster::connect(node.clone(), protected.clone(), hier)
+        .await
+        .map_err(|err| Error::Cluster(crate::error::chain(&err)))?;
+    engine.probe_mut().add(
+        "pod_targets",
+        true,
+        format!(
+            "pods of node {node} through the API server; protected namespaces: {}",
+            protected.join(", ")
+        ),
+    );
+    info!(node = %node, protected = ?protected, "pod targets enabled");
+    Ok(Some(Arc::new(cluster)))
+}
+
 /// Probes the node, loads the programs, replays the journal.
 pub fn start(config: &Config) -> Result<Shared, Error> {
     let hier = Hierarchy::discover();
@@ -120,7 +159,8 @@ pub fn start(config: &Config) -> Result<Shared, Error> {
         // Nothing armed survives: start from empty maps, and take down any stray links.
         pins.remove_all()?;
     }
-    pins.prepare()?;
+    // In a pod (POD_NAMESPACE set), the node's bpffs must be mounted in.
+    pins.prepare_with(config.pod_namespace.is_none())?;
     probe.add(
         "bpffs",
         true,

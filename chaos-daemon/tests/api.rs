@@ -25,6 +25,7 @@ fn request(target: &str, spec: NetworkFault) -> InjectRequest {
             nanos: 0,
         }),
         spec: Some(Spec::Network(spec)),
+        ..InjectRequest::default()
     }
 }
 

@@ -13,6 +13,7 @@ use chaos_proto::v1::{
     FaultSupport, Feature, GetRequest, InjectRequest, IoLimit, ListRequest, ListResponse, Outcome,
     StorageFault, StorageOperation, WatchRequest,
 };
+use chaos_proto::v1::{AbortAllRequest, AbortAllResponse, RenewRequest};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -540,6 +541,27 @@ impl FaultService for FakeDaemon {
         Ok(Response::new(tokio_stream::iter(events.to_vec())))
     }
 
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<Fault>, Status> {
+        match request.into_inner().id.as_str() {
+            "f-1" => Ok(Response::new(Fault {
+                lease_expires_unix_ns: 1_700_000_030_000_000_000,
+                ..fault("f-1", FaultState::Active)
+            })),
+            _ => Err(Status::failed_precondition(
+                "fault f-2 was injected without a lease",
+            )),
+        }
+    }
+
+    async fn abort_all(
+        &self,
+        _: Request<AbortAllRequest>,
+    ) -> Result<Response<AbortAllResponse>, Status> {
+        Ok(Response::new(AbortAllResponse {
+            faults: vec![fault("f-1", FaultState::Cancelled)],
+        }))
+    }
+
     async fn capabilities(
         &self,
         _: Request<CapabilitiesRequest>,
@@ -984,4 +1006,65 @@ fn start_at_rfc3339_is_sent_as_unix_ns() {
         request.as_ref().map(|r| r.start_at_unix_ns),
         Some(NOW_NS + 250_000_000)
     );
+}
+
+#[test]
+fn guard_rail_flags_reach_the_request() {
+    let daemon = Daemon::start();
+    let output = daemon.run(&[
+        "inject",
+        "network",
+        "--target",
+        "pods:db?labelSelector=app=postgres",
+        "--container",
+        "postgres",
+        "--dry-run",
+        "--max-targets",
+        "2",
+        "--max-percent",
+        "50",
+        "--allow-protected",
+        "kube-system",
+        "--lease",
+        "30s",
+        "--loss",
+        "10",
+        "--duration",
+        "1m",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let sent = daemon.last_inject().expect("an inject reached the daemon");
+    assert_eq!(sent.target, "pods:db?labelSelector=app=postgres");
+    assert_eq!(sent.container, "postgres");
+    assert!(sent.dry_run);
+    assert_eq!(sent.max_targets, 2);
+    assert_eq!(sent.max_percent, 50.0);
+    assert_eq!(
+        sent.allow_protected_namespaces,
+        vec!["kube-system".to_string()]
+    );
+    assert_eq!(sent.lease.map(|l| l.seconds), Some(30));
+}
+
+#[test]
+fn renew_and_abort_all() {
+    let daemon = Daemon::start();
+    let renewed = daemon.run(&["-o", "json", "renew", "f-1"]);
+    assert!(renewed.status.success(), "{}", stderr(&renewed));
+    assert_eq!(
+        json(&renewed)["lease_expires_unix_ns"],
+        1_700_000_030_000_000_000u64
+    );
+    let refused = daemon.run(&["renew", "f-2"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("without a lease"),
+        "{}",
+        stderr(&refused)
+    );
+    let aborted = daemon.run(&["-o", "json", "abort-all"]);
+    assert!(aborted.status.success(), "{}", stderr(&aborted));
+    assert_eq!(json(&aborted)[0]["state"], "cancelled");
+    let table = daemon.run(&["abort-all"]);
+    assert!(stdout(&table).contains("cancelled"), "{}", stdout(&table));
 }

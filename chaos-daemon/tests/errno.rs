@@ -111,6 +111,7 @@ fn request(
                 max_failures: 0,
             })),
         })),
+        ..InjectRequest::default()
     }
 }
 

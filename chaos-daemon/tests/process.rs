@@ -24,6 +24,7 @@ fn request(target: &str, action: Action, duration: Duration) -> InjectRequest {
         spec: Some(Spec::Process(ProcessFault {
             action: Some(action),
         })),
+        ..InjectRequest::default()
     }
 }
 

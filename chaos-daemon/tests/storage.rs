@@ -36,6 +36,7 @@ fn request(
                 bytes,
             })),
         })),
+        ..InjectRequest::default()
     }
 }
 

@@ -23,6 +23,7 @@ fn request(target: &str, load: Load, duration: Duration) -> InjectRequest {
         start_at_unix_ns: 0,
         duration: Some(duration.try_into().expect("duration")),
         spec: Some(Spec::Stress(StressFault { load: Some(load) })),
+        ..InjectRequest::default()
     }
 }
 

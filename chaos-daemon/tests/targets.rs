@@ -27,6 +27,7 @@ fn request(target: String) -> InjectRequest {
             action: Some(Action::Loss(Loss { percent: 1.0 })),
             ..NetworkFault::default()
         })),
+        ..InjectRequest::default()
     }
 }
 

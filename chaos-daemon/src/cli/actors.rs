@@ -225,9 +225,12 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("parses");
         let now = SystemTime::now();
-        match cli.command {
-            Command::Inject(InjectCommand::Process(p)) => p.to_inject_request(now),
-            Command::Inject(InjectCommand::Stress(s)) => s.to_inject_request(now),
+        let Command::Inject(inject) = cli.command else {
+            panic!("not an inject: {:?}", cli.command);
+        };
+        match *inject {
+            InjectCommand::Process(p) => p.to_inject_request(now),
+            InjectCommand::Stress(s) => s.to_inject_request(now),
             other => panic!("unexpected {other:?}"),
         }
         .expect("request")

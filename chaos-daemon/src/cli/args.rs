@@ -18,10 +18,11 @@ const GLOBAL_HEADING: &str = "Global options";
 const TOP_LONG_ABOUT: &str = "\
 Command-line client of faultline, the eBPF node-level fault injector.
 
-chaosctl talks to the chaos-daemon of this node over its Unix socket. It injects faults \
-into a target's traffic for a bounded time window (the kernel opens and closes the window \
-itself), lists and watches them, cancels them early, and reports what this node's kernel \
-can do.";
+chaosctl talks to the chaos-daemon of this node over its Unix socket, or to a daemon \
+over TCP with --server (mutual TLS with --tls-ca, --tls-cert and --tls-key). It injects \
+faults into a target's traffic for a bounded time window (the kernel opens and closes the \
+window itself), lists and watches them, cancels them early, and reports what the node's \
+kernel can do.";
 
 const TOP_AFTER_HELP: &str = "\
 EXAMPLES:
@@ -33,6 +34,10 @@ EXAMPLES:
 
   # Follow every fault's state changes as JSON lines
   chaosctl watch -o json
+
+  # List the faults of a remote node's daemon over mutual TLS
+  chaosctl --server https://node-1.example:7465 --tls-ca ca.crt \\
+      --tls-cert client.crt --tls-key client.key list
 
 EXIT CODES:
   0  success
@@ -106,6 +111,16 @@ EXAMPLES:
   # One fault, as one JSON object per line
   chaosctl watch 0b6f4f2e-6c1a-4f5e-9d43-2a8e1f0c7b11 -o json";
 
+const RENEW_AFTER_HELP: &str = "\
+EXAMPLES:
+  # Keep a leased fault alive from a script, every 10 s
+  while chaosctl renew 0b6f4f2e-6c1a-4f5e-9d43-2a8e1f0c7b11 >/dev/null; do sleep 10; done";
+
+const ABORT_ALL_AFTER_HELP: &str = "\
+EXAMPLES:
+  # Stop every experiment on this node now
+  chaosctl abort-all";
+
 const CAPABILITIES_AFTER_HELP: &str = "\
 EXAMPLES:
   chaosctl capabilities
@@ -171,6 +186,67 @@ pub struct ConnectionArgs {
         value_name = "PATH"
     )]
     pub socket: PathBuf,
+
+    /// Reach the daemon over TCP instead of the Unix socket: https:// for TLS (needs
+    /// --tls-ca), http:// for a plaintext port (loopback only, unless the daemon runs with
+    /// --insecure-listen).
+    ///
+    /// Example: --server https://node-1.example:7465
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        env = "FAULTLINE_SERVER",
+        value_name = "URL"
+    )]
+    pub server: Option<String>,
+
+    /// PEM certificates of the CA that signed the daemon's certificate (https:// only).
+    ///
+    /// Example: --tls-ca ca.crt
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        env = "FAULTLINE_TLS_CA",
+        value_name = "FILE"
+    )]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate to present (https:// only; a daemon with mTLS requires it).
+    ///
+    /// Example: --tls-cert client.crt --tls-key client.key
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        env = "FAULTLINE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        env = "FAULTLINE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Name the daemon's certificate must be valid for [default: the host of --server].
+    ///
+    /// Example: --tls-server-name faultline.node-1
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL_HEADING,
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
 }
 
 /// Flags that choose the output format.
@@ -206,7 +282,7 @@ pub enum OutputFormat {
 pub enum Command {
     /// Inject a fault into a target for a bounded time window.
     #[command(subcommand, after_help = INJECT_AFTER_HELP)]
-    Inject(InjectCommand),
+    Inject(Box<InjectCommand>),
     /// List the faults the daemon knows: pending, active and recently finished.
     #[command(after_help = LIST_AFTER_HELP)]
     List,
@@ -225,6 +301,12 @@ pub enum Command {
     /// Show what this node's kernel lets faultline do, and why not when it cannot.
     #[command(after_help = CAPABILITIES_AFTER_HELP)]
     Capabilities,
+    /// Hold a fault's lease (--lease) for one more period from now.
+    #[command(after_help = RENEW_AFTER_HELP)]
+    Renew(IdArgs),
+    /// End every fault of this daemon now.
+    #[command(after_help = ABORT_ALL_AFTER_HELP)]
+    AbortAll,
 }
 
 /// The kinds of fault `inject` can arm.
@@ -363,16 +445,59 @@ pub struct NetworkArgs {
 }
 
 /// The target and window every fault kind takes.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct WindowArgs {
-    /// Who to affect: cgroup:<path>, pid:<pid> or container:<id>.
+    /// Who to affect: cgroup:<path>, pid:<pid>, container:<id>, or (daemon in a cluster)
+    /// pod:<namespace>/<name> or pods:<namespace>?labelSelector=<selector>.
     ///
     /// The daemon resolves it to cgroup v2 ids: a cgroup path relative to the cgroup2
-    /// mount, the cgroup of a process, or the cgroup of a container.
+    /// mount, the cgroup of a process, of a container, or of each pod of its node (the
+    /// pod-level cgroup, so restarted containers stay targeted; pods on other nodes or not
+    /// running are reported, not skipped silently). pods:*?labelSelector=… spans every
+    /// namespace.
     /// Examples: --target cgroup:/system.slice/postgresql.service, --target pid:4242,
-    /// --target container:3f2a9c1b7d04
+    /// --target container:3f2a9c1b7d04, --target pod:db/postgres-0,
+    /// --target 'pods:db?labelSelector=app=postgres,role=replica'
     #[arg(long, value_name = "TARGET")]
     pub target: String,
+
+    /// Pod targets: act on this container of each pod instead of the whole pod.
+    ///
+    /// Example: --container postgres
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// Resolve and validate everything, print what would be affected, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Refuse the fault if it would act on more than this many cgroups (pods).
+    ///
+    /// Example: --max-targets 1
+    #[arg(long, value_name = "N")]
+    pub max_targets: Option<u32>,
+
+    /// Pod selectors: refuse if the pods acted on are more than this percent of the running
+    /// pods the selector matches.
+    ///
+    /// Example: --max-percent 50
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub max_percent: Option<f64>,
+
+    /// Allow targets in this protected namespace (kube-system and the daemon's own are
+    /// protected by default). Repeatable.
+    ///
+    /// Example: --allow-protected kube-system
+    #[arg(long = "allow-protected", value_name = "NAMESPACE")]
+    pub allow_protected: Vec<String>,
+
+    /// End the fault early unless it is renewed (`chaosctl renew ID`, or an open
+    /// `chaosctl watch ID`) at least this often: a fault then never outlives the client
+    /// that started it by more than the lease.
+    ///
+    /// Example: --lease 30s
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
 
     /// How long the fault's window stays open; faults never run open-ended.
     ///
@@ -512,11 +637,14 @@ mod tests {
             "10.0.0.0/8,fd00::/8",
         ]);
         let Ok(Cli {
-            command: Command::Inject(InjectCommand::Network(args)),
+            command: Command::Inject(inject),
             ..
         }) = cli
         else {
             panic!("did not parse: {cli:?}");
+        };
+        let InjectCommand::Network(args) = *inject else {
+            panic!("not a network fault: {inject:?}");
         };
         assert_eq!(args.loss, Some(-5.0));
         let ports: Vec<_> = args.ports.iter().map(|p| (p.first, p.last)).collect();

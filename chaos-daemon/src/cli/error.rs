@@ -14,6 +14,9 @@ pub const EXIT_INVALID_ARGUMENT: u8 = 2;
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit code for a fault this node's kernel cannot do (FAILED_PRECONDITION).
 pub const EXIT_FAILED_PRECONDITION: u8 = 4;
+/// Exit code for a request the daemon or the API server does not allow (PERMISSION_DENIED,
+/// e.g. a protected namespace).
+pub const EXIT_PERMISSION_DENIED: u8 = 5;
 
 /// Everything that can go wrong in a `chaosctl` command after its flags were parsed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,21 @@ pub enum CliError {
         /// The innermost cause, e.g. "No such file or directory (os error 2)".
         cause: String,
     },
+    /// The daemon could not be reached over TCP or a caller's stream: refused, TLS
+    /// refused by either side, or no answer.
+    #[error(
+        "cannot reach the daemon at {server}: {cause} (--server sets the address; \
+         --tls-ca, --tls-cert and --tls-key the TLS files)"
+    )]
+    ConnectServer {
+        /// The daemon tried: the `--server` URL, or what the caller named it.
+        server: String,
+        /// The innermost cause, e.g. "received fatal alert: CertificateRequired".
+        cause: String,
+    },
+    /// A TLS file or the server name for `--server` cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::client::Error),
     /// The daemon answered a call with a gRPC error status.
     #[error("{} ({})", status_line(.0), code_name(.0.code()))]
     Rpc(#[from] tonic::Status),
@@ -57,10 +75,15 @@ impl CliError {
                 Code::InvalidArgument => EXIT_INVALID_ARGUMENT,
                 Code::NotFound => EXIT_NOT_FOUND,
                 Code::FailedPrecondition => EXIT_FAILED_PRECONDITION,
+                Code::PermissionDenied => EXIT_PERMISSION_DENIED,
                 _ => EXIT_FAILURE,
             },
             Self::Argument { .. } => EXIT_INVALID_ARGUMENT,
-            Self::Connect { .. } | Self::Output(_) | Self::Json(_) => EXIT_FAILURE,
+            Self::Connect { .. }
+            | Self::ConnectServer { .. }
+            | Self::Tls(_)
+            | Self::Output(_)
+            | Self::Json(_) => EXIT_FAILURE,
         }
     }
 
@@ -163,6 +186,10 @@ mod tests {
         assert_eq!(
             CliError::from(tonic::Status::unavailable("x")).exit_code(),
             EXIT_FAILURE
+        );
+        assert_eq!(
+            CliError::from(tonic::Status::permission_denied("x")).exit_code(),
+            EXIT_PERMISSION_DENIED
         );
     }
 

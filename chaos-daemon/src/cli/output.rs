@@ -209,9 +209,25 @@ pub fn write_fault_detail(
     if !view.message.is_empty() {
         fields.push(("Message", view.message.clone()));
     }
+    if !view.node.is_empty() {
+        fields.push(("Node", view.node.clone()));
+    }
+    if view.lease_expires_unix_ns != 0 {
+        fields.push(("Lease until", timestamp(view.lease_expires_unix_ns)));
+    }
+    if view.dry_run {
+        fields.insert(0, ("Dry run", "nothing was armed".to_owned()));
+        fields.retain(|(name, _)| {
+            !matches!(*name, "ID" | "Ended" | "First affected" | "Last affected")
+        });
+    }
     let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
     for (name, value) in fields {
         writeln!(out, "{:<width$} {value}", format!("{name}:"))?;
+    }
+    if !view.targets.is_empty() {
+        writeln!(out)?;
+        super::podview::write_targets(out, &view.targets)?;
     }
     Ok(())
 }

@@ -27,6 +27,12 @@ impl WindowArgs {
             start_at_unix_ns,
             duration: proto_duration("--duration", Some(self.duration))?,
             spec: Some(spec),
+            container: self.container.clone().unwrap_or_default(),
+            dry_run: self.dry_run,
+            max_targets: self.max_targets.unwrap_or(0),
+            max_percent: self.max_percent.unwrap_or(0.0),
+            allow_protected_namespaces: self.allow_protected.clone(),
+            lease: proto_duration("--lease", self.lease)?,
         })
     }
 }
@@ -89,7 +95,7 @@ mod tests {
             window: WindowArgs {
                 target: "cgroup:/system.slice/postgresql.service".into(),
                 duration: Duration::from_millis(60_500),
-                start_at: None,
+                ..WindowArgs::default()
             },
             loss: Some(30.0),
             partition: false,

@@ -4,17 +4,20 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use chaos_proto::v1::fault_service_client::FaultServiceClient;
-use chaos_proto::v1::{CancelRequest, CapabilitiesRequest, GetRequest, ListRequest, WatchRequest};
+use chaos_proto::v1::{
+    AbortAllRequest, CancelRequest, CapabilitiesRequest, GetRequest, ListRequest, RenewRequest,
+    WatchRequest,
+};
 use tonic::transport::Channel;
 
 use super::args::{Cli, Command, InjectCommand, OutputFormat};
-use super::connect::connect;
+use super::connect::{connect, Transport};
 use super::error::CliError;
 use super::output;
 
 /// Connects to the daemon named by `cli`, runs its command and prints to stdout.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let mut client = connect(&cli.connection.socket).await?;
+    let mut client = connect(Transport::from_args(&cli.connection)?).await?;
     let mut stdout = std::io::stdout();
     let result = execute(&mut client, cli.command, cli.output.format, &mut stdout).await;
     stdout.flush()?;
@@ -32,7 +35,7 @@ pub async fn execute(
     match command {
         Command::Inject(inject) => {
             let now = SystemTime::now();
-            let request = match inject {
+            let request = match *inject {
                 InjectCommand::Network(args) => args.to_inject_request(now)?,
                 InjectCommand::Process(args) => args.to_inject_request(now)?,
                 InjectCommand::Stress(args) => args.to_inject_request(now)?,
@@ -41,7 +44,11 @@ pub async fn execute(
                 InjectCommand::DiskFill(args) => args.to_inject_request(now)?,
             };
             let fault = client.inject(request).await?.into_inner();
-            output::write_fault(out, format, &fault)
+            if fault.dry_run || !fault.targets.is_empty() {
+                output::write_fault_detail(out, format, &fault)
+            } else {
+                output::write_fault(out, format, &fault)
+            }
         }
         Command::List => {
             let faults = client.list(ListRequest {}).await?.into_inner().faults;
@@ -68,6 +75,21 @@ pub async fn execute(
                 .await?
                 .into_inner();
             output::write_capabilities(out, format, &caps)
+        }
+        Command::Renew(args) => {
+            let fault = client
+                .renew(RenewRequest { id: args.id })
+                .await?
+                .into_inner();
+            output::write_fault(out, format, &fault)
+        }
+        Command::AbortAll => {
+            let faults = client
+                .abort_all(AbortAllRequest {})
+                .await?
+                .into_inner()
+                .faults;
+            output::write_faults(out, format, &faults)
         }
     }
 }

@@ -343,10 +343,13 @@ mod tests {
     fn storage_action(kind: &str, extra: &[&str]) -> storage_fault::Action {
         let cli = parse(kind, extra).expect("parses");
         let now = SystemTime::now();
-        let request = match cli.command {
-            Command::Inject(InjectCommand::Storage(a)) => a.to_inject_request(now),
-            Command::Inject(InjectCommand::IoLimit(a)) => a.to_inject_request(now),
-            Command::Inject(InjectCommand::DiskFill(a)) => a.to_inject_request(now),
+        let Command::Inject(inject) = cli.command else {
+            panic!("not an inject: {:?}", cli.command);
+        };
+        let request = match *inject {
+            InjectCommand::Storage(a) => a.to_inject_request(now),
+            InjectCommand::IoLimit(a) => a.to_inject_request(now),
+            InjectCommand::DiskFill(a) => a.to_inject_request(now),
             other => panic!("unexpected {other:?}"),
         }
         .expect("request");

@@ -49,6 +49,18 @@ pub struct FaultView {
     pub counters: CountersView,
     /// Detail for failed or cancelled faults.
     pub message: String,
+    /// The node whose daemon holds it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The answer to `--dry-run`: nothing was armed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// When the fault ends unless its lease is held, Unix ns; 0 = no lease.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lease_expires_unix_ns: u64,
+    /// Pod targets: every pod matched, and what became of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<super::podview::TargetView>,
 }
 
 /// The filters and action of a network fault.
@@ -414,6 +426,14 @@ impl From<&Fault> for FaultView {
                 duplicated: counters.duplicated,
             },
             message: fault.message.clone(),
+            node: fault.node.clone(),
+            dry_run: fault.dry_run,
+            lease_expires_unix_ns: fault.lease_expires_unix_ns,
+            targets: fault
+                .targets
+                .iter()
+                .map(super::podview::TargetView::from)
+                .collect(),
         }
     }
 }
@@ -598,6 +618,7 @@ pub(crate) mod tests {
             }),
             message: String::new(),
             outcome: None,
+            ..Fault::default()
         }
     }
 

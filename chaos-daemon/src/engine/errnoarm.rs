@@ -24,7 +24,7 @@ pub(super) struct ErrnoArmed {
     pub inodes: Vec<Inode>,
 }
 
-fn path_keys(slot: u32, inodes: &[Inode]) -> impl Iterator<Item = PathKey> + '_ {
+pub(super) fn path_keys(slot: u32, inodes: &[Inode]) -> impl Iterator<Item = PathKey> + '_ {
     inodes.iter().map(move |i| PathKey {
         slot,
         dev: i.dev,

@@ -5,6 +5,8 @@
 //! Either way the engine arms, reports, and cleans up after the end (or on cancel, shutdown,
 //! or the next start after a crash).
 mod errnoarm;
+mod follow;
+mod lease;
 mod lifecycle;
 mod netarm;
 mod recover;
@@ -37,8 +39,12 @@ use crate::{
         hooks::StorageHooks, links::NetLinks, netmaps::NetMaps, pins::Pins, probe::Probe,
         storagemaps::StorageMaps,
     },
+    pods::Selected,
     targets::{self, Hierarchy},
 };
+
+pub use follow::PodChange;
+pub use lease::MIN_LEASE;
 
 /// Finished faults kept for `List`/`Get`.
 const HISTORY: usize = 1024;
@@ -109,6 +115,10 @@ struct Entry {
     armed: Option<Armed>,
     /// Dropping it ends the fault's lifecycle task.
     stop: Option<oneshot::Sender<()>>,
+    /// The fault ends early unless this is held.
+    lease: Option<lease::Lease>,
+    /// The request as journaled, for rewriting the record when the fault takes in a cgroup.
+    request_hex: String,
 }
 
 /// All faults of this daemon and what it needs to arm them.
@@ -124,6 +134,8 @@ pub struct Engine {
     free_slots: Vec<u32>,
     free_storage_slots: Vec<u32>,
     events: broadcast::Sender<Fault>,
+    /// This node's name, shown on every fault.
+    node: String,
 }
 
 /// The engine behind one lock: requests and lifecycle tasks take turns.
@@ -151,20 +163,44 @@ impl Engine {
             free_slots: (0..chaos_common::net::MAX_FAULTS).rev().collect(),
             free_storage_slots: (0..chaos_common::storage::MAX_FAULTS).rev().collect(),
             events,
+            node: String::new(),
         }
+    }
+
+    /// Names this node on every fault.
+    pub fn set_node(&mut self, node: String) {
+        self.node = node;
     }
 
     pub fn probe(&self) -> &Probe {
         &self.probe
     }
 
+    pub fn probe_mut(&mut self) -> &mut Probe {
+        &mut self.probe
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Fault> {
         self.events.subscribe()
     }
 
-    /// Validates and arms a fault; on any error nothing stays behind.
-    pub fn inject(&mut self, shared: &Shared, req: InjectRequest) -> Result<Fault, Error> {
+    /// Validates and arms a fault; on any error nothing stays behind. `pods` is what a pod
+    /// target resolved to (the API resolves those through the cluster first). A dry run stops
+    /// before the journal: it returns what would be armed, and nothing changes.
+    pub fn inject(
+        &mut self,
+        shared: &Shared,
+        req: InjectRequest,
+        pods: Option<Selected>,
+    ) -> Result<Fault, Error> {
         let window = Window::from_request(&req, &self.limits)?;
+        let lease = lease::requested(req.lease.as_ref())?;
+        if !(0.0..=100.0).contains(&req.max_percent) {
+            return Err(Error::invalid(
+                "max_percent",
+                format!("must be in [0, 100], got {}", req.max_percent),
+            ));
+        }
         let spec = req.spec.clone().ok_or_else(|| {
             Error::invalid(
                 "spec",
@@ -208,8 +244,31 @@ impl Engine {
                 self.refuse_unshapeable(plan)?;
             }
         }
-        let cgroups = self.resolve(req.target.trim())?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let (cgroups, reports) = match pods {
+            Some(selected) => (cgroup_refs(selected.cgroups), selected.reports),
+            None => (self.resolve(req.target.trim())?, Vec::new()),
+        };
+        if cgroups.is_empty() {
+            return Err(Error::NotFound(format!(
+                "target: {} matches nothing to act on on node {}{}",
+                req.target.trim(),
+                self.node,
+                describe_reports(&reports)
+            )));
+        }
+        if req.max_targets != 0 && cgroups.len() > req.max_targets as usize {
+            return Err(Error::FailedPrecondition(format!(
+                "target: {} would act on {} cgroups, more than max_targets {}",
+                req.target.trim(),
+                cgroups.len(),
+                req.max_targets
+            )));
+        }
+        let id = if req.dry_run {
+            String::new()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
         let armed = match planned {
             Planned::Network(mut plan) => {
                 if plan.fault.shape != 0 {
@@ -277,6 +336,26 @@ impl Engine {
                 }
             }
         };
+        let view = Fault {
+            id: id.clone(),
+            target: req.target.clone(),
+            cgroup_ids: armed.cgroups.iter().map(|c| c.id).collect(),
+            spec: Some(fault_spec(spec)),
+            start_at_unix_ns: window.start_unix_ns,
+            end_at_unix_ns: window.end_unix_ns,
+            state: state_at(window, clock::unix_now_ns()) as i32,
+            counters: Some(Counters::default()),
+            targets: reports,
+            dry_run: req.dry_run,
+            node: self.node.clone(),
+            ..Fault::default()
+        };
+        if req.dry_run {
+            self.release_slot(&armed);
+            info!(target = %req.target, kind = armed.kind, cgroups = armed.cgroups.len(),
+                "dry run: nothing armed");
+            return Ok(view);
+        }
         let record = Record {
             id: id.clone(),
             request_hex: journal::to_hex(&req.encode_to_vec()),
@@ -292,31 +371,34 @@ impl Engine {
             .map_err(Error::from)
             .and_then(|()| self.arm(&mut armed, window));
         if let Err(err) = result {
-            match &armed.action {
-                Action::Network { slot, .. } => self.free_slots.push(*slot),
-                Action::Errno(e) => self.free_storage_slots.push(e.slot),
-                Action::Actor(_) => {}
-            }
+            self.release_slot(&armed);
             if let Err(journal_err) = self.journal.remove(&id) {
                 warn!(fault.id = %id, error = %journal_err, "removing the journal record of a failed fault");
             }
             return Err(err);
         }
-        let fault = Fault {
-            id: id.clone(),
-            target: req.target.clone(),
-            cgroup_ids: armed.cgroups.iter().map(|c| c.id).collect(),
-            spec: Some(fault_spec(spec)),
-            start_at_unix_ns: window.start_unix_ns,
-            end_at_unix_ns: window.end_unix_ns,
-            state: state_at(window, clock::unix_now_ns()) as i32,
-            counters: Some(Counters::default()),
-            ..Fault::default()
-        };
         info!(fault.id = %id, target = %req.target, kind = armed.kind,
             start = window.start_unix_ns, end = window.end_unix_ns, "fault armed");
-        self.start_lifecycle(shared, fault, armed);
+        self.start_lifecycle(shared, view, armed, lease, record.request_hex);
         self.get(&id)
+    }
+
+    /// Gives back the kernel slot of a fault that was not armed.
+    fn release_slot(&mut self, armed: &Armed) {
+        match &armed.action {
+            Action::Network { slot, .. } => self.free_slots.push(*slot),
+            Action::Errno(e) => self.free_storage_slots.push(e.slot),
+            Action::Actor(_) => {}
+        }
+    }
+
+    /// The cgroup directories a non-pod target names (for the cluster's guard rails).
+    pub fn resolve_dirs(&self, target: &str) -> Result<Vec<std::path::PathBuf>, Error> {
+        Ok(self
+            .resolve(target.trim())?
+            .into_iter()
+            .map(|c| c.path)
+            .collect())
     }
 
     fn resolve(&self, target: &str) -> Result<Vec<CgroupRef>, Error> {
@@ -324,13 +406,7 @@ impl Engine {
             .hier
             .as_ref()
             .ok_or_else(|| Error::FailedPrecondition("no cgroup v2 hierarchy".into()))?;
-        Ok(targets::resolve(hier, target)?
-            .into_iter()
-            .map(|c| CgroupRef {
-                id: c.id,
-                path: c.path,
-            })
-            .collect())
+        Ok(cgroup_refs(targets::resolve(hier, target)?))
     }
 
     /// An operation no route can fail here is refused, naming it and what the kernel lacks.
@@ -389,9 +465,20 @@ impl Engine {
         }
     }
 
-    /// Registers an armed fault and spawns the task that ends it.
-    fn start_lifecycle(&mut self, shared: &Shared, fault: Fault, armed: Armed) {
+    /// Registers an armed fault and spawns the task that ends it (and the one that ends it
+    /// early when its lease runs out).
+    fn start_lifecycle(
+        &mut self,
+        shared: &Shared,
+        mut fault: Fault,
+        armed: Armed,
+        lease: Option<std::time::Duration>,
+        request_hex: String,
+    ) {
         let (stop, stopped) = oneshot::channel();
+        let lease = lease.map(|period| lease::Lease::new(period, clock::unix_now_ns()));
+        fault.lease_expires_unix_ns = lease.map_or(0, |l| l.expires_unix_ns);
+        fault.node.clone_from(&self.node);
         let id = fault.id.clone();
         let window = Window {
             start_unix_ns: fault.start_at_unix_ns,
@@ -404,10 +491,15 @@ impl Engine {
                 fault,
                 armed: Some(armed),
                 stop: Some(stop),
+                lease,
+                request_hex,
             },
         );
         self.emit(&id);
         let span = info_span!("fault", fault.id = %id);
+        if lease.is_some() {
+            tokio::spawn(lease::run(Arc::downgrade(shared), id.clone()).instrument(span.clone()));
+        }
         tokio::spawn(
             lifecycle::run(Arc::downgrade(shared), id, window, edges, stopped).instrument(span),
         );
@@ -517,6 +609,46 @@ impl Engine {
         }
     }
 
+    /// The end of fault `id`'s window (Unix ns) while it is armed.
+    pub fn armed_until(&self, id: &str) -> Option<u64> {
+        let entry = self.faults.get(id)?;
+        entry.armed.as_ref()?;
+        Some(entry.fault.end_at_unix_ns)
+    }
+
+    /// The armed faults whose target is a pod target, with their requests (a restarted
+    /// daemon follows their pods again).
+    pub fn pod_faults(&self) -> Vec<(String, InjectRequest)> {
+        self.faults
+            .iter()
+            .filter(|(_, e)| {
+                e.armed.is_some() && crate::pods::Query::is_pod_target(&e.fault.target)
+            })
+            .filter_map(|(id, e)| {
+                let bytes = journal::from_hex(&e.request_hex)?;
+                Some((id.clone(), InjectRequest::decode(bytes.as_slice()).ok()?))
+            })
+            .collect()
+    }
+
+    /// Ends every armed fault now (abort-all); returns them as ended.
+    pub fn abort_all(&mut self) -> Vec<Fault> {
+        let armed: Vec<String> = self
+            .faults
+            .iter()
+            .filter(|(_, e)| e.armed.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        info!(faults = armed.len(), "aborting every fault");
+        armed
+            .iter()
+            .filter_map(|id| {
+                self.finish(id, FaultState::Cancelled, "aborted (abort-all)");
+                self.get(id).ok()
+            })
+            .collect()
+    }
+
     /// Ends a fault now.
     pub fn cancel(&mut self, id: &str) -> Result<Fault, Error> {
         if !self.faults.contains_key(id) {
@@ -602,6 +734,28 @@ fn fault_spec(spec: inject_request::Spec) -> fault::Spec {
         inject_request::Spec::Stress(s) => fault::Spec::Stress(s),
         inject_request::Spec::Storage(s) => fault::Spec::Storage(s),
     }
+}
+
+fn cgroup_refs(cgroups: Vec<targets::Cgroup>) -> Vec<CgroupRef> {
+    cgroups
+        .into_iter()
+        .map(|c| CgroupRef {
+            id: c.id,
+            path: c.path,
+        })
+        .collect()
+}
+
+/// The pods of a target that matched nothing, for the NOT_FOUND message.
+fn describe_reports(reports: &[chaos_proto::v1::TargetReport]) -> String {
+    if reports.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{}/{}: {}", r.namespace, r.pod, r.reason))
+        .collect();
+    format!(" ({})", each.join("; "))
 }
 
 fn state_at(window: Window, now: u64) -> FaultState {

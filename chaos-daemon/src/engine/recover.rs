@@ -90,13 +90,17 @@ impl Engine {
                     fault,
                     armed: Some(armed),
                     stop: None,
+                    lease: None,
+                    request_hex: record.request_hex.clone(),
                 };
                 self.faults.insert(record.id.clone(), entry);
                 self.finish(&record.id, state, &message);
                 continue;
             }
             info!(kind = armed.kind, "fault adopted after restart");
-            self.start_lifecycle(shared, fault, armed);
+            // A lease restarts from now: its client gets one period to find this daemon again.
+            let lease = super::lease::requested(req.lease.as_ref()).ok().flatten();
+            self.start_lifecycle(shared, fault, armed, lease, record.request_hex.clone());
         }
         // Links of cgroups no adopted fault needs any more.
         if let Some(kernel) = self.kernel.as_mut() {

@@ -24,6 +24,15 @@ pub trait Actor: Send {
     fn close(&mut self);
     /// Copies counters and outcome into the API view.
     fn report(&mut self, fault: &mut Fault);
+    /// Takes in one more cgroup while the fault is armed (a pod that replaced a targeted
+    /// one). Actors bound to what they resolved at inject refuse, saying so.
+    fn add_cgroup(&mut self, dir: &std::path::Path) -> Result<(), Error> {
+        Err(Error::FailedPrecondition(format!(
+            "{} acts on the cgroups it was armed with; {} is not taken in",
+            self.kind(),
+            dir.display()
+        )))
+    }
     /// Whether a restarted daemon should act again for the rest of an open window (true for
     /// what lasts — a freeze, workers, kill rounds; false for what happens once).
     fn reopen_after_restart(&self) -> bool;

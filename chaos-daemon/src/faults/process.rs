@@ -295,6 +295,22 @@ impl Actor for Run {
         Ok(())
     }
 
+    /// A kill fault takes the cgroup into its next rounds; a pause or a restart is bound to
+    /// the processes it froze or watches.
+    fn add_cgroup(&mut self, dir: &std::path::Path) -> Result<(), Error> {
+        if !matches!(self.plan, Plan::Kill { .. }) {
+            return Err(Error::FailedPrecondition(format!(
+                "{} acts on the processes present at its start; {} is not taken in",
+                self.plan.kind(),
+                dir.display()
+            )));
+        }
+        if !self.dirs.iter().any(|d| d == dir) {
+            self.dirs.push(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
     fn next_tick(&self) -> Option<u64> {
         match &self.plan {
             Plan::Kill { .. } => self.next_round,

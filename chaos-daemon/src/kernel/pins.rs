@@ -102,7 +102,23 @@ impl Pins {
     /// Makes sure the parent is a bpf filesystem (mounting one at `/sys/fs/bpf` if needed) and
     /// creates the directories.
     pub fn prepare(&self) -> Result<(), Error> {
-        ensure_bpffs(self.root.parent().unwrap_or(Path::new("/sys/fs/bpf")))?;
+        self.prepare_with(true)
+    }
+
+    /// As [`Pins::prepare`]; without `may_mount`, a missing bpffs is an error instead of
+    /// being mounted: a bpffs mounted inside a container dies with it, and the pins with it.
+    pub fn prepare_with(&self, may_mount: bool) -> Result<(), Error> {
+        let mount = self.root.parent().unwrap_or(Path::new("/sys/fs/bpf"));
+        if !may_mount && !is_bpffs(mount) {
+            return Err(Error::Bpffs {
+                path: mount.to_path_buf(),
+                reason: "not a bpf filesystem, and one mounted inside this container would \
+                    die with it: mount bpffs on the node (systemd does at boot) and \
+                    mount it into the pod"
+                    .into(),
+            });
+        }
+        ensure_bpffs(mount)?;
         for dir in [self.maps_dir(), self.links_dir()] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
                 op: "mkdir",
@@ -154,12 +170,13 @@ fn remove_tree(dir: &Path) -> Result<(), Error> {
 /// BPF_FS_MAGIC from include/uapi/linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
+        .unwrap_or(false)
+}
+
 fn ensure_bpffs(mount: &Path) -> Result<(), Error> {
-    let is_bpffs = |path: &Path| {
-        nix::sys::statfs::statfs(path)
-            .map(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
-            .unwrap_or(false)
-    };
     if is_bpffs(mount) {
         return Ok(());
     }

@@ -18,11 +18,7 @@ pub fn find(hier: &Hierarchy, id: &str) -> Result<PathBuf, Error> {
         )));
     }
     let id = id.to_ascii_lowercase();
-    let mut found = Vec::new();
-    walk(&hier.mount, 0, &id, &mut found)?;
-    // A match nested in another match is the same container (e.g. its init.scope child).
-    found.sort();
-    found.dedup_by(|later, earlier| later.starts_with(earlier));
+    let mut found = search(&hier.mount, MAX_DEPTH, &|name| names_container(name, &id))?;
     match found.len() {
         0 => Err(Error::NotFound(format!(
             "target: no cgroup under {} names container {id}",
@@ -31,17 +27,43 @@ pub fn find(hier: &Hierarchy, id: &str) -> Result<PathBuf, Error> {
         1 => Ok(found.remove(0)),
         _ => Err(Error::Invalid(format!(
             "target: container id {id} is ambiguous, it matches {}",
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            display_paths(&found)
         ))),
     }
 }
 
-fn walk(dir: &Path, depth: usize, id: &str, found: &mut Vec<PathBuf>) -> Result<(), Error> {
-    if depth > MAX_DEPTH {
+/// `a, b, c`: the paths of an ambiguous match, for an error message.
+pub(super) fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Directories below `root` (down to level `max_depth`, 0 being `root`'s entries) whose name
+/// `matches`, sorted; the walk does not descend into a match, and a match nested in another
+/// is dropped as the same object (e.g. a container's own `init.scope` child).
+pub(super) fn search(
+    root: &Path,
+    max_depth: usize,
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut found = Vec::new();
+    walk(root, 0, max_depth, matches, &mut found)?;
+    found.sort();
+    found.dedup_by(|later, earlier| later.starts_with(earlier));
+    Ok(found)
+}
+
+fn walk(
+    dir: &Path,
+    depth: usize,
+    max_depth: usize,
+    matches: &dyn Fn(&str) -> bool,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
+    if depth > max_depth {
         return Ok(());
     }
     let entries = match std::fs::read_dir(dir) {
@@ -56,17 +78,17 @@ fn walk(dir: &Path, depth: usize, id: &str, found: &mut Vec<PathBuf>) -> Result<
         }
         let path = entry.path();
         let name = entry.file_name();
-        if names_container(&name.to_string_lossy(), id) {
+        if matches(&name.to_string_lossy()) {
             found.push(path);
         } else {
-            walk(&path, depth + 1, id, found)?;
+            walk(&path, depth + 1, max_depth, matches, found)?;
         }
     }
     Ok(())
 }
 
 /// True when a cgroup directory name is the container with this id (or id prefix).
-fn names_container(name: &str, id: &str) -> bool {
+pub(super) fn names_container(name: &str, id: &str) -> bool {
     if name.contains("conmon") {
         return false;
     }

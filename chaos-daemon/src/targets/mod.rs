@@ -2,11 +2,13 @@
 
 mod container;
 mod hierarchy;
+mod kubelet;
 pub mod mountns;
 
 use std::path::{Path, PathBuf};
 
 pub use hierarchy::{Hierarchy, Layout};
+pub use kubelet::{container_cgroup, parse_container_id, pod_cgroup};
 
 /// Why a target could not be resolved.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ pub fn request(target: &str, start_at_unix_ns: u64, window: Duration, spec: Spec
             nanos: window.subsec_nanos() as i32,
         }),
         spec: Some(spec),
+        ..InjectRequest::default()
     }
 }
 

@@ -41,6 +41,8 @@ pub async fn connect_unix(socket: &Path) -> Result<FaultServiceClient<Channel>, 
 pub struct Daemon {
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Variables set in the daemon's environment on every start (e.g. `KUBECONFIG`).
+    env: Vec<(String, String)>,
     bpffs_dir: PathBuf,
     starts: u32,
     // Last field: dropped after the Drop body has stopped the process.
@@ -61,6 +63,14 @@ impl Daemon {
     /// [`Daemon::start`] returning the failure (with the daemon's logs) instead; the
     /// half-started daemon is already cleaned up by then.
     pub async fn try_start(extra_args: &[&str]) -> Result<Daemon, String> {
+        Daemon::try_start_with_env(extra_args, &[]).await
+    }
+
+    /// [`Daemon::try_start`] with `env` added to the daemon's environment (on restarts too).
+    pub async fn try_start_with_env(
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         let tmp = tempfile::Builder::new()
             .prefix("fl-daemon-")
             .tempdir()
@@ -68,6 +78,10 @@ impl Daemon {
         let mut d = Daemon {
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             bpffs_dir: PathBuf::from("/sys/fs/bpf").join(unique_name("faultline-test-")),
             starts: 0,
             tmp,
@@ -80,7 +94,19 @@ impl Daemon {
     /// `Inject` with) for `features`; if one is missing, reports the test as skipped with
     /// the probe's reason and returns `None`.
     pub async fn start_requiring(extra_args: &[&str], features: &[&str]) -> Option<Daemon> {
-        let daemon = Daemon::start(extra_args).await;
+        Daemon::start_requiring_with_env(extra_args, &[], features).await
+    }
+
+    /// [`Daemon::start_requiring`] with `env` added to the daemon's environment.
+    pub async fn start_requiring_with_env(
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        features: &[&str],
+    ) -> Option<Daemon> {
+        let daemon = match Daemon::try_start_with_env(extra_args, env).await {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
         let caps = daemon.capabilities().await;
         for wanted in features {
             match caps.features.iter().find(|f| f.name == *wanted) {
@@ -251,6 +277,7 @@ impl Daemon {
             .arg("--bpffs-dir")
             .arg(&self.bpffs_dir)
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null());
         let out = self

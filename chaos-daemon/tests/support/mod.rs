@@ -19,6 +19,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod apiserver;
 pub mod blockdev;
 pub mod cgroup;
 pub mod daemon;
