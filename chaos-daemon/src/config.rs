@@ -185,6 +185,9 @@ impl Config {
 mod listen_tests {
     use super::*;
 
+    /// The three TLS files of `--listen`.
+    const TLS: [&str; 6] = ["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"];
+
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("chaos-daemon").chain(args.iter().copied()))
     }
@@ -198,20 +201,12 @@ mod listen_tests {
                 .starts_with("--listen 0.0.0.0:7465: not a loopback address"),
             "{err}"
         );
+        let exposed_tls = [&["--listen", "0.0.0.0:7465"][..], &TLS].concat();
         for ok in [
             &["--listen", "127.0.0.1:7465"][..],
             &["--listen", "[::1]:7465"],
             &["--listen", "0.0.0.0:7465", "--insecure-listen"],
-            &[
-                "--listen",
-                "0.0.0.0:7465",
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-                "--tls-client-ca",
-                "ca",
-            ],
+            &exposed_tls,
             &[],
         ] {
             let config = parse(ok).expect("parses");
@@ -221,16 +216,7 @@ mod listen_tests {
 
     #[test]
     fn tls_flags_come_all_three_with_listen() {
-        let full = [
-            "--listen",
-            "127.0.0.1:1",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--tls-client-ca",
-            "ca",
-        ];
+        let full = [&["--listen", "127.0.0.1:1"][..], &TLS].concat();
         let files = parse(&full).expect("parses").tls_files().expect("files");
         assert_eq!(files.client_ca, PathBuf::from("ca"));
         assert!(parse(&full[..6]).is_err(), "no client CA");

@@ -34,17 +34,78 @@ fn blackout(target: &TestCgroup, window: Duration, lease: Option<Duration>) -> I
     }
 }
 
-/// Round trips from a process in `cgroup` that did not come back.
-fn lost(net: &TwoNs, echo: SocketAddr, cgroup: &TestCgroup) -> u64 {
-    let job = ProbeJob::UdpEcho {
-        peer: echo,
-        count: PACKETS,
-        batch: 50,
-        batch_timeout_ms: 150,
-    };
-    spawn_probe(job, &net.a, cgroup).wait()["lost"]
-        .as_u64()
-        .expect("lost")
+/// A daemon that can do network faults, cgroups for its faults to target, and a UDP echo
+/// server in namespace B for their processes in namespace A to measure what they lose.
+///
+/// Fields drop in order: the daemon ends its faults before their cgroups go.
+struct Lab {
+    daemon: Daemon,
+    echo: UdpEchoServer,
+    targets: Vec<TestCgroup>,
+    net: TwoNs,
+}
+
+impl Lab {
+    /// A lab with `targets` cgroups; `None` (the test skipped) when not root or without
+    /// network faults on this kernel.
+    async fn start(targets: usize) -> Option<Lab> {
+        if !require_root() {
+            return None;
+        }
+        let net = TwoNs::new();
+        let targets = (0..targets).map(|_| TestCgroup::new()).collect();
+        let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
+        let daemon = Daemon::start_requiring(&[], NETWORK).await?;
+        Some(Lab {
+            daemon,
+            echo,
+            targets,
+            net,
+        })
+    }
+
+    /// Round trips from a process in `cgroup` that did not come back.
+    fn lost(&self, cgroup: &TestCgroup) -> u64 {
+        let job = ProbeJob::UdpEcho {
+            peer: self.echo.addr(),
+            count: PACKETS,
+            batch: 50,
+            batch_timeout_ms: 150,
+        };
+        spawn_probe(job, &self.net.a, cgroup).wait()["lost"]
+            .as_u64()
+            .expect("lost")
+    }
+}
+
+/// Asserts the daemon refuses `request` as INVALID_ARGUMENT, for the field `field`.
+async fn assert_invalid(daemon: &Daemon, request: InjectRequest, field: &str) {
+    let message = daemon.refused(request, Code::InvalidArgument).await;
+    assert!(message.starts_with(field), "{message}");
+}
+
+/// Asserts Renew of `id` fails with `code`; `what` says why it should.
+async fn assert_renew_fails(
+    client: &mut FaultServiceClient<Channel>,
+    id: &str,
+    code: Code,
+    what: &str,
+) {
+    let status = client
+        .renew(RenewRequest { id: id.into() })
+        .await
+        .expect_err(what);
+    assert_eq!(status.code(), code, "{status:?}");
+}
+
+/// Abort-all: the faults it ended.
+async fn abort_all(client: &mut FaultServiceClient<Channel>) -> Vec<Fault> {
+    client
+        .abort_all(AbortAllRequest {})
+        .await
+        .expect("abort-all")
+        .into_inner()
+        .faults
 }
 
 /// Whether the kernel runs faultline's programs for `cgroup`'s packets.
@@ -71,21 +132,16 @@ async fn ended(client: &mut FaultServiceClient<Channel>, id: &str, deadline: Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_resolves_the_target_and_arms_nothing() {
-    if !require_root() {
-        return;
-    }
-    let net = TwoNs::new();
-    let target = TestCgroup::new();
-    let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+    let Some(lab) = Lab::start(1).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let target = &lab.targets[0];
+    let mut client = lab.daemon.client().await;
     let answer = inject(
         &mut client,
         InjectRequest {
             dry_run: true,
-            ..blackout(&target, Duration::from_secs(60), None)
+            ..blackout(target, Duration::from_secs(60), None)
         },
     )
     .await;
@@ -98,57 +154,35 @@ async fn dry_run_resolves_the_target_and_arms_nothing() {
         .expect("list")
         .into_inner();
     assert!(listed.faults.is_empty(), "{:?}", listed.faults);
-    assert!(!attached(&target), "a dry run attached programs");
-    assert_eq!(
-        lost(&net, echo.addr(), &target),
-        0,
-        "a dry run dropped packets"
-    );
+    assert!(!attached(target), "a dry run attached programs");
+    assert_eq!(lab.lost(target), 0, "a dry run dropped packets");
     // A dry run checks what the real one would: a bad request is refused the same way.
-    let refused = daemon
-        .refused(
-            InjectRequest {
-                dry_run: true,
-                ..blackout(&TestCgroup::new(), Duration::ZERO, None)
-            },
-            Code::InvalidArgument,
-        )
-        .await;
-    assert!(refused.starts_with("duration"), "{refused}");
+    let bad = InjectRequest {
+        dry_run: true,
+        ..blackout(&TestCgroup::new(), Duration::ZERO, None)
+    };
+    assert_invalid(&lab.daemon, bad, "duration").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_not_held_ends_the_fault_early() {
-    if !require_root() {
-        return;
-    }
-    let net = TwoNs::new();
-    let target = TestCgroup::new();
-    let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+    let Some(lab) = Lab::start(1).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let target = &lab.targets[0];
+    let mut client = lab.daemon.client().await;
     let lease = Duration::from_secs(2);
     let window = Duration::from_secs(300);
-    let fault = inject(&mut client, blackout(&target, window, Some(lease))).await;
+    let fault = inject(&mut client, blackout(target, window, Some(lease))).await;
     assert!(fault.lease_expires_unix_ns > 0, "{fault:?}");
-    assert_eq!(
-        lost(&net, echo.addr(), &target),
-        PACKETS,
-        "fault not in force"
-    );
+    assert_eq!(lab.lost(target), PACKETS, "fault not in force");
 
     let fault = ended(&mut client, &fault.id, Duration::from_secs(60)).await;
     assert_eq!(fault.state, FaultState::Cancelled as i32, "{fault:?}");
     assert!(fault.message.contains("lease expired"), "{}", fault.message);
     assert!(fault.ended_at_unix_ns < fault.end_at_unix_ns);
-    assert!(!attached(&target), "programs left attached after the lease");
-    assert_eq!(
-        lost(&net, echo.addr(), &target),
-        0,
-        "packets dropped after the lease"
-    );
+    assert!(!attached(target), "programs left attached after the lease");
+    assert_eq!(lab.lost(target), 0, "packets dropped after the lease");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,65 +238,42 @@ async fn renew_and_an_open_watch_hold_the_lease() {
     assert!(!attached(&target));
 
     // Renew of what cannot be renewed.
-    let status = client
-        .renew(RenewRequest { id: id.clone() })
-        .await
-        .expect_err("renew of an ended fault");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    let status = client
-        .renew(RenewRequest {
-            id: "no-such-fault".into(),
-        })
-        .await
-        .expect_err("renew of an unknown id");
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    let plain = inject(
+    let precondition = Code::FailedPrecondition;
+    assert_renew_fails(&mut client, &id, precondition, "renew of an ended fault").await;
+    assert_renew_fails(
         &mut client,
-        blackout(&target, Duration::from_secs(60), None),
+        "no-such-fault",
+        Code::NotFound,
+        "renew of an unknown id",
     )
     .await;
-    let status = client
-        .renew(RenewRequest { id: plain.id })
-        .await
-        .expect_err("renew without a lease");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    let short = daemon
-        .refused(
-            blackout(
-                &target,
-                Duration::from_secs(60),
-                Some(Duration::from_millis(100)),
-            ),
-            Code::InvalidArgument,
-        )
-        .await;
-    assert!(short.starts_with("lease"), "{short}");
+    let window = Duration::from_secs(60);
+    let plain = inject(&mut client, blackout(&target, window, None)).await;
+    assert_renew_fails(
+        &mut client,
+        &plain.id,
+        precondition,
+        "renew without a lease",
+    )
+    .await;
+    let short = blackout(&target, window, Some(Duration::from_millis(100)));
+    assert_invalid(&daemon, short, "lease").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_all_ends_every_fault_at_once() {
-    if !require_root() {
-        return;
-    }
-    let net = TwoNs::new();
-    let (one, two) = (TestCgroup::new(), TestCgroup::new());
-    let echo = UdpEchoServer::start(&net.b, SocketAddr::from((B_V4, 0)));
-    let Some(daemon) = Daemon::start_requiring(&[], NETWORK).await else {
+    let Some(lab) = Lab::start(2).await else {
         return;
     };
-    let mut client = daemon.client().await;
+    let (one, two) = (&lab.targets[0], &lab.targets[1]);
+    let mut client = lab.daemon.client().await;
     let window = Duration::from_secs(300);
-    let a = inject(&mut client, blackout(&one, window, None)).await;
-    let b = inject(&mut client, blackout(&two, window, None)).await;
-    assert_eq!(lost(&net, echo.addr(), &one), PACKETS);
-    assert_eq!(lost(&net, echo.addr(), &two), PACKETS);
+    let a = inject(&mut client, blackout(one, window, None)).await;
+    let b = inject(&mut client, blackout(two, window, None)).await;
+    assert_eq!(lab.lost(one), PACKETS);
+    assert_eq!(lab.lost(two), PACKETS);
 
-    let aborted = client
-        .abort_all(AbortAllRequest {})
-        .await
-        .expect("abort-all")
-        .into_inner()
-        .faults;
+    let aborted = abort_all(&mut client).await;
     let mut ids: Vec<&str> = aborted.iter().map(|f| f.id.as_str()).collect();
     ids.sort_unstable();
     let mut want = vec![a.id.as_str(), b.id.as_str()];
@@ -272,15 +283,10 @@ async fn abort_all_ends_every_fault_at_once() {
         assert_eq!(fault.state, FaultState::Cancelled as i32, "{fault:?}");
         assert!(fault.message.contains("abort"), "{}", fault.message);
     }
-    assert!(!attached(&one) && !attached(&two));
-    assert_eq!(lost(&net, echo.addr(), &one), 0);
-    assert_eq!(lost(&net, echo.addr(), &two), 0);
+    assert!(!attached(one) && !attached(two));
+    assert_eq!(lab.lost(one), 0);
+    assert_eq!(lab.lost(two), 0);
     // Nothing armed is left: a second abort-all ends nothing.
-    let again = client
-        .abort_all(AbortAllRequest {})
-        .await
-        .expect("abort-all")
-        .into_inner()
-        .faults;
+    let again = abort_all(&mut client).await;
     assert!(again.is_empty(), "{again:?}");
 }

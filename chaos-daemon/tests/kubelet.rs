@@ -4,152 +4,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chaos_daemon::targets::{container_cgroup, pod_cgroup, Error, Hierarchy, Layout};
+use support::kubepods::{hex, new_uid, Dirs, Driver, Node, Runtime};
 use support::procs::{spawn_in, Spawned};
-use support::util::random_u32;
-use support::{cgroup2_mount, require_root, wait_until, TestCgroup};
+use support::{cgroup2_mount, require_root, TestCgroup};
 
 const QOS_CLASSES: [&str; 3] = ["Guaranteed", "Burstable", "BestEffort"];
-
-/// kubelet's `--cgroup-driver`.
-#[derive(Clone, Copy, Debug)]
-enum Driver {
-    Systemd,
-    Cgroupfs,
-}
-
-/// The container runtime, as the scheme of `containerStatuses[].containerID` names it.
-#[derive(Clone, Copy, Debug)]
-enum Runtime {
-    Containerd,
-    Crio,
-    Docker,
-}
-
-/// One node's setup: driver, runtime and the `--cgroup-root` (its first name, if any).
-#[derive(Clone, Copy, Debug)]
-struct Node {
-    driver: Driver,
-    runtime: Runtime,
-    root: Option<&'static str>,
-}
-
-impl Node {
-    /// The pod's cgroup relative to the mount, spelled as kubelet spells it: the systemd
-    /// driver names each slice after all its ancestors joined by `-` (the uid's own `-`
-    /// escaped as `_`); cgroupfs nests the plain names.
-    fn pod_rel(&self, qos: &str, uid: &str) -> PathBuf {
-        let qos = match qos {
-            "Guaranteed" => None,
-            "Burstable" => Some("burstable"),
-            "BestEffort" => Some("besteffort"),
-            other => panic!("no QoS class {other}"),
-        };
-        let names: Vec<String> = self
-            .root
-            .into_iter()
-            .chain(Some("kubepods"))
-            .chain(qos)
-            .map(str::to_string)
-            .chain([match self.driver {
-                Driver::Systemd => format!("pod{}", uid.replace('-', "_")),
-                Driver::Cgroupfs => format!("pod{uid}"),
-            }])
-            .collect();
-        match self.driver {
-            Driver::Systemd => (1..=names.len())
-                .map(|n| format!("{}.slice", names[..n].join("-")))
-                .collect(),
-            Driver::Cgroupfs => names.iter().collect(),
-        }
-    }
-
-    /// A container's cgroup name inside the pod's.
-    fn container_name(&self, id: &str) -> String {
-        match (self.driver, self.runtime) {
-            (Driver::Systemd, Runtime::Containerd) => format!("cri-containerd-{id}.scope"),
-            (Driver::Systemd, Runtime::Crio) => format!("crio-{id}.scope"),
-            (Driver::Systemd, Runtime::Docker) => format!("docker-{id}.scope"),
-            (Driver::Cgroupfs, Runtime::Crio) => format!("crio-{id}"),
-            (Driver::Cgroupfs, _) => id.to_string(),
-        }
-    }
-
-    /// CRI-O's monitor beside each container: not the container.
-    fn conmon_name(&self, id: &str) -> Option<String> {
-        match (self.driver, self.runtime) {
-            (Driver::Systemd, Runtime::Crio) => Some(format!("crio-conmon-{id}.scope")),
-            (Driver::Cgroupfs, Runtime::Crio) => Some(format!("crio-conmon-{id}")),
-            _ => None,
-        }
-    }
-
-    /// `containerStatuses[].containerID`.
-    fn status_id(&self, id: &str) -> String {
-        let scheme = match self.runtime {
-            Runtime::Containerd => "containerd",
-            Runtime::Crio => "cri-o",
-            Runtime::Docker => "docker",
-        };
-        format!("{scheme}://{id}")
-    }
-}
-
-/// Cgroup directories made for one test, removed deepest first on drop (after the
-/// processes in them are gone: declare it before them).
-struct Dirs(Vec<PathBuf>);
-
-impl Dirs {
-    /// Makes `rel` and its missing parents under `root`; returns the deepest.
-    fn make(&mut self, root: &Path, rel: &Path) -> PathBuf {
-        let mut dir = root.to_path_buf();
-        for part in rel.components() {
-            dir.push(part);
-            if !dir.is_dir() {
-                std::fs::create_dir(&dir)
-                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-                self.0.push(dir.clone());
-            }
-        }
-        dir
-    }
-
-    /// Removes `dir` now, as a runtime does when its container is gone.
-    fn remove(&mut self, dir: &Path) {
-        rmdir(dir).unwrap_or_else(|e| panic!("{e}"));
-        self.0.retain(|d| d != dir);
-    }
-}
-
-impl Drop for Dirs {
-    fn drop(&mut self) {
-        for dir in self.0.iter().rev() {
-            if let Err(e) = rmdir(dir) {
-                eprintln!("warning: {e}");
-            }
-        }
-    }
-}
-
-/// rmdir of an emptied cgroup, retried while the kernel still counts exited members (EBUSY).
-fn rmdir(dir: &Path) -> Result<(), String> {
-    let mut last = None;
-    let gone = wait_until(Duration::from_secs(10), || match std::fs::remove_dir(dir) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => {
-            last = Some(e);
-            false
-        }
-    });
-    if gone {
-        Ok(())
-    } else {
-        Err(format!("rmdir {}: {last:?}", dir.display()))
-    }
-}
 
 /// A process's cgroup v2 directory, from its `/proc/PID/cgroup`.
 fn cgroup_of(pid: u32) -> PathBuf {
@@ -171,17 +32,6 @@ fn procs_of(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-fn hex(n: usize) -> String {
-    (0..n.div_ceil(8))
-        .map(|_| format!("{:08x}", random_u32()))
-        .collect::<String>()[..n]
-        .to_string()
-}
-
-fn new_uid() -> String {
-    format!("{}-{}-4{}-8{}-{}", hex(8), hex(4), hex(3), hex(3), hex(12))
-}
-
 /// The hierarchy as the daemon sees it on a pure-v2 and on a hybrid node, rooted at `dir`.
 fn hierarchies(dir: &Path) -> [Hierarchy; 2] {
     [Layout::Unified, Layout::Hybrid].map(|layout| Hierarchy {
@@ -201,12 +51,20 @@ fn start_container(dirs: &mut Dirs, pod: &Path, name: &str) -> (PathBuf, Spawned
     (dir, proc)
 }
 
-/// For each QoS class, lays out a pod of `node` with a sandbox and a container (and CRI-O's
-/// conmon beside it), each holding a process, and checks both lookups find them.
-fn check_node(node: Node) {
+/// For each QoS class, lays out a pod of the node with a sandbox and a container (and
+/// CRI-O's conmon beside it), each holding a process, and checks both lookups find them.
+fn check_node(driver: Driver, runtime: Runtime, root: Option<&'static str>) {
+    if !require_root() {
+        return;
+    }
+    let node = Node {
+        driver,
+        runtime,
+        root,
+    };
     for qos in QOS_CLASSES {
         let cg = TestCgroup::new();
-        let mut dirs = Dirs(Vec::new());
+        let mut dirs = Dirs::default();
         let uid = new_uid();
         let (id, sandbox_id) = (hex(64), hex(64));
         let pod = dirs.make(cg.path(), &node.pod_rel(qos, &uid));
@@ -248,88 +106,39 @@ fn check_node(node: Node) {
 
 #[test]
 fn systemd_containerd() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Systemd,
-        runtime: Runtime::Containerd,
-        root: None,
-    });
+    check_node(Driver::Systemd, Runtime::Containerd, None);
 }
 
 #[test]
 fn systemd_crio_beside_conmon() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Systemd,
-        runtime: Runtime::Crio,
-        root: None,
-    });
+    check_node(Driver::Systemd, Runtime::Crio, None);
 }
 
 #[test]
 fn cgroupfs_containerd() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Cgroupfs,
-        runtime: Runtime::Containerd,
-        root: None,
-    });
+    check_node(Driver::Cgroupfs, Runtime::Containerd, None);
 }
 
 #[test]
 fn cgroupfs_docker() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Cgroupfs,
-        runtime: Runtime::Docker,
-        root: None,
-    });
+    check_node(Driver::Cgroupfs, Runtime::Docker, None);
 }
 
 #[test]
 fn cgroupfs_crio_beside_conmon() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Cgroupfs,
-        runtime: Runtime::Crio,
-        root: None,
-    });
+    check_node(Driver::Cgroupfs, Runtime::Crio, None);
 }
 
 /// `--cgroup-root=/kubelet.slice`: `kubelet.slice/kubelet-kubepods.slice/...`.
 #[test]
 fn custom_cgroup_root_systemd() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Systemd,
-        runtime: Runtime::Containerd,
-        root: Some("kubelet"),
-    });
+    check_node(Driver::Systemd, Runtime::Containerd, Some("kubelet"));
 }
 
 /// `--cgroup-root=/kubelet`: `kubelet/kubepods/...`.
 #[test]
 fn custom_cgroup_root_cgroupfs() {
-    if !require_root() {
-        return;
-    }
-    check_node(Node {
-        driver: Driver::Cgroupfs,
-        runtime: Runtime::Docker,
-        root: Some("kubelet"),
-    });
+    check_node(Driver::Cgroupfs, Runtime::Docker, Some("kubelet"));
 }
 
 /// The runtime replaces a container (new id, new cgroup) in the same pod: the pod's cgroup
@@ -339,20 +148,13 @@ fn restarted_container_keeps_the_pod_cgroup() {
     if !require_root() {
         return;
     }
-    for node in [
-        Node {
-            driver: Driver::Systemd,
-            runtime: Runtime::Containerd,
-            root: None,
-        },
-        Node {
-            driver: Driver::Cgroupfs,
-            runtime: Runtime::Docker,
-            root: None,
-        },
-    ] {
+    let docker = Node {
+        runtime: Runtime::Docker,
+        ..Node::containerd(Driver::Cgroupfs)
+    };
+    for node in [Node::containerd(Driver::Systemd), docker] {
         let cg = TestCgroup::new();
-        let mut dirs = Dirs(Vec::new());
+        let mut dirs = Dirs::default();
         let [hier, _] = &hierarchies(cg.path());
         let uid = new_uid();
         let pod = dirs.make(cg.path(), &node.pod_rel("Burstable", &uid));
@@ -396,12 +198,8 @@ fn malformed_names_are_invalid_and_unknown_ones_not_found() {
         return;
     }
     let cg = TestCgroup::new();
-    let mut dirs = Dirs(Vec::new());
-    let node = Node {
-        driver: Driver::Systemd,
-        runtime: Runtime::Containerd,
-        root: None,
-    };
+    let mut dirs = Dirs::default();
+    let node = Node::containerd(Driver::Systemd);
     let uid = new_uid();
     let pod = dirs.make(cg.path(), &node.pod_rel("Burstable", &uid));
     let [_, hier] = &hierarchies(cg.path());

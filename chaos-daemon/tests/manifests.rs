@@ -270,16 +270,22 @@ struct JsonPatchOp {
 // Lookups
 // ---------------------------------------------------------------------------------------
 
+/// The one object of `objects` that `pick` takes, a `kind`.
+fn only<'a, T>(
+    objects: &'a [Object],
+    kind: &str,
+    pick: impl Fn(&'a Object) -> Option<&'a T>,
+) -> &'a T {
+    let found: Vec<&T> = objects.iter().filter_map(pick).collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    found[0]
+}
+
 fn daemonset(objects: &[Object]) -> &DaemonSet {
-    let sets: Vec<&DaemonSet> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::DaemonSet(ds) => Some(ds),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sets.len(), 1, "exactly one DaemonSet");
-    sets[0]
+    only(objects, "DaemonSet", |o| match o {
+        Object::DaemonSet(ds) => Some(ds),
+        _ => None,
+    })
 }
 
 fn pod_spec(ds: &DaemonSet) -> &PodSpec {
@@ -299,6 +305,17 @@ fn daemon_container(ds: &DaemonSet) -> &Container {
 
 fn args(container: &Container) -> &[String] {
     container.args.as_deref().unwrap_or_default()
+}
+
+/// The command of the container's preStop exec hook; fails if it has none.
+fn pre_stop(container: &Container) -> &[String] {
+    container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|e| e.command.as_deref())
+        .expect("preStop exec")
 }
 
 /// The value after `--flag` (or in `--flag=value`); fails if the flag is absent or repeated.
@@ -689,15 +706,8 @@ fn daemon_env_probes_and_lifecycle() {
         let grace = spec.termination_grace_period_seconds.unwrap_or(30);
         assert!(grace >= 30, "terminationGracePeriodSeconds {grace}");
 
-        let pre_stop = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.pre_stop.as_ref())
-            .and_then(|h| h.exec.as_ref())
-            .and_then(|e| e.command.as_deref())
-            .expect("preStop exec");
         assert_eq!(
-            pre_stop,
+            pre_stop(container),
             [
                 "/usr/local/bin/chaosctl",
                 "--socket",
@@ -908,15 +918,10 @@ fn tls_overlay_requires_client_certificates() {
     }
 
     // The headless Service selects the daemon's pods on the API port.
-    let services: Vec<&Service> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::Service(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(services.len(), 1);
-    let service = services[0];
+    let service = only(objects, "Service", |o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    });
     assert_eq!(service.metadata.name.as_deref(), Some("chaos-daemon"));
     let spec = service.spec.as_ref().expect("Service spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
@@ -979,14 +984,8 @@ fn manifest_flags_are_accepted_by_the_binaries() {
     assert!(unread.is_empty(), "chaos-daemon reads none of {unread:?}");
 
     // The preStop hook's command line parses (its --help exits 0 only if it does).
-    let pre_stop = daemon_container(daemonset(base()))
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l.pre_stop.as_ref())
-        .and_then(|h| h.exec.as_ref())
-        .and_then(|e| e.command.as_deref())
-        .expect("preStop exec");
-    let mut hook_args: Vec<&str> = pre_stop[1..].iter().map(String::as_str).collect();
+    let hook = pre_stop(daemon_container(daemonset(base())));
+    let mut hook_args: Vec<&str> = hook[1..].iter().map(String::as_str).collect();
     hook_args.push("--help");
     help(env!("CARGO_BIN_EXE_chaosctl"), &hook_args);
 }

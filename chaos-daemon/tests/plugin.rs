@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::{symlink, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +19,9 @@ use chaos_proto::v1::{
 };
 use serde_json::Value;
 use support::apiserver::{self, ApiServer};
-use support::{require_root, wait_until, Daemon, TestCgroup};
+use support::kubeconfig::KubeconfigFile;
+use support::kubepods::{Dirs, Driver, Node};
+use support::{require_root, Daemon, TestCgroup};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -109,6 +110,12 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the stderr of `output` says `part`.
+#[track_caller]
+fn assert_stderr(output: &Output, part: &str) {
+    assert!(stderr(output).contains(part), "{}", stderr(output));
 }
 
 /// Asserts `output` exited with `code`, showing both streams otherwise.
@@ -207,56 +214,7 @@ fn usage_errors_are_one_line_with_exit_code_2() {
     // Parsed fine, then the kubeconfig named is missing: a failure naming the file.
     let out = plugins.kubectl(nowhere, &["chaos", "list"]);
     assert_exit(&out, 1);
-    assert!(
-        stderr(&out).contains("/nonexistent/kubeconfig"),
-        "{}",
-        stderr(&out)
-    );
-}
-
-/// Kubelet-style pod cgroups (cgroupfs driver, Burstable) under a test cgroup, where the
-/// daemon finds them by pod UID; removed deepest first on drop.
-struct PodCgroups {
-    made: Vec<PathBuf>,
-    // Dropped after the directories inside it are gone.
-    root: TestCgroup,
-}
-
-impl PodCgroups {
-    fn new() -> PodCgroups {
-        PodCgroups {
-            made: Vec::new(),
-            root: TestCgroup::new(),
-        }
-    }
-
-    /// `kubepods/burstable/pod<uid>` under the test cgroup; returns it.
-    fn add(&mut self, uid: &str) -> PathBuf {
-        let mut dir = self.root.path().to_path_buf();
-        for part in ["kubepods", "burstable", &format!("pod{uid}")] {
-            dir.push(part);
-            if !dir.is_dir() {
-                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-                self.made.push(dir.clone());
-            }
-        }
-        dir
-    }
-}
-
-impl Drop for PodCgroups {
-    fn drop(&mut self) {
-        for dir in self.made.iter().rev() {
-            // rmdir can fail with EBUSY briefly while the kernel lets go of the cgroup.
-            let gone = wait_until(Duration::from_secs(10), || match fs::remove_dir(dir) {
-                Ok(()) => true,
-                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            });
-            if !gone {
-                eprintln!("warning: rmdir {} failed", dir.display());
-            }
-        }
-    }
+    assert_stderr(&out, "/nonexistent/kubeconfig");
 }
 
 /// A one-node cluster: the fake API server with the daemon pod of [`NODE`] forwarded to a
@@ -266,10 +224,11 @@ impl Drop for PodCgroups {
 struct Cluster {
     daemon: Daemon,
     api: ApiServer,
-    pods: PodCgroups,
+    dirs: Dirs,
+    // Dropped after the pod cgroups inside it are gone.
+    root: TestCgroup,
     plugins: PluginDir,
-    kubeconfig: PathBuf,
-    _kubeconfig_dir: tempfile::TempDir,
+    kubeconfig: KubeconfigFile,
 }
 
 impl Cluster {
@@ -280,43 +239,24 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
         let api = ApiServer::start();
-        let kubeconfig_dir = tempfile::Builder::new()
-            .prefix("fl-kube-")
-            .tempdir()
-            .expect("kubeconfig dir");
-        let kubeconfig = api.kubeconfig(kubeconfig_dir.path());
-        let kubeconfig_text = kubeconfig.to_str().expect("UTF-8 temp path").to_owned();
+        let kubeconfig = KubeconfigFile::new(&api);
         let listen_arg = listen.to_string();
         let args = ["--node-name", NODE, "--listen", &listen_arg];
-        // An empty NODE_NAME keeps one inherited from the test's environment out.
-        let env = [("KUBECONFIG", kubeconfig_text.as_str()), ("NODE_NAME", "")];
-        let daemon = Daemon::start_requiring_with_env(&args, &env, NETWORK).await?;
-        api.put_pod(apiserver::pod(
-            "faultline",
-            DAEMON_POD,
-            "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6",
-            NODE,
-            "Running",
-            &[
-                ("app.kubernetes.io/name", "faultline"),
-                ("app.kubernetes.io/component", "daemon"),
-            ],
-            &[("chaos-daemon", &"d".repeat(64))],
-            "Burstable",
-        ));
-        api.forward("faultline", DAEMON_POD, listen);
+        let daemon = kubeconfig.start_daemon(&args, NETWORK).await?;
+        let uid = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6";
+        put_daemon_pod(&api, DAEMON_POD, uid, NODE, listen);
         Some(Cluster {
             daemon,
             api,
-            pods: PodCgroups::new(),
+            dirs: Dirs::default(),
+            root: TestCgroup::new(),
             plugins: PluginDir::new(),
             kubeconfig,
-            _kubeconfig_dir: kubeconfig_dir,
         })
     }
 
-    /// Puts pod `db/name` in the API server; one running on [`NODE`] gets its cgroup,
-    /// whose inode it returns.
+    /// Puts pod `db/name` in the API server; one running on [`NODE`] gets its cgroup (as
+    /// kubelet's cgroupfs driver names a Burstable pod's), whose inode it returns.
     fn add_pod(&mut self, name: &str, uid: &str, node: &str, phase: &str, app: &str) -> u64 {
         let containers = [(name, &"c".repeat(64)[..])];
         let labels = [("app", app)];
@@ -332,7 +272,8 @@ impl Cluster {
         );
         self.api.put_pod(json);
         if node == NODE && phase == "Running" {
-            let dir = self.pods.add(uid);
+            let rel = Node::containerd(Driver::Cgroupfs).pod_rel("Burstable", uid);
+            let dir = self.dirs.make(self.root.path(), &rel);
             return fs::metadata(&dir)
                 .unwrap_or_else(|e| panic!("stat {}: {e}", dir.display()))
                 .ino();
@@ -345,7 +286,7 @@ impl Cluster {
         let args: Vec<&str> = std::iter::once("chaos")
             .chain(args.iter().copied())
             .collect();
-        self.plugins.kubectl(&self.kubeconfig, &args)
+        self.plugins.kubectl(self.kubeconfig.path(), &args)
     }
 
     /// The faults the daemon lists, asked directly over its socket.
@@ -360,6 +301,27 @@ impl Cluster {
         let path = format!("/api/v1/namespaces/faultline/pods/{DAEMON_POD}/portforward");
         self.api.requests().iter().any(|r| r.path() == path)
     }
+}
+
+/// Puts the faultline daemon pod `name` of `node` in the API server, its port forwarded
+/// to `addr`.
+fn put_daemon_pod(api: &ApiServer, name: &str, uid: &str, node: &str, addr: SocketAddr) {
+    let labels = [
+        ("app.kubernetes.io/name", "faultline"),
+        ("app.kubernetes.io/component", "daemon"),
+    ];
+    let containers = [("chaos-daemon", &"d".repeat(64)[..])];
+    api.put_pod(apiserver::pod(
+        "faultline",
+        name,
+        uid,
+        node,
+        "Running",
+        &labels,
+        &containers,
+        "Burstable",
+    ));
+    api.forward("faultline", name, addr);
 }
 
 /// The rows of a pod table whose first column is `db/<name>`, split into columns.
@@ -416,11 +378,9 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
         "--duration",
         "30s",
     ];
-    let with = |extra: &[&str]| -> Vec<String> {
-        base.iter().chain(extra).map(|s| s.to_string()).collect()
-    };
-    let args = with(&["--dry-run"]);
-    let out = cluster.chaos(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let with =
+        |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
+    let out = cluster.chaos(&with(&["--dry-run"]));
     assert_exit(&out, 0);
     let table = stdout(&out);
     assert!(
@@ -440,11 +400,7 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
         ["db/postgres-2", "not-running"]
     );
     assert!(!table.contains("redis"), "{table}");
-    assert!(
-        stderr(&out).contains("node-a: dry run: 2 pod(s) would be targeted"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "node-a: dry run: 2 pod(s) would be targeted");
     assert!(cluster.forwarded(), "no port-forward to {DAEMON_POD}");
     assert!(
         cluster.listed().await.is_empty(),
@@ -452,19 +408,16 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
     );
 
     // A guard rail over the cluster: refused before any daemon hears of it.
-    let args = with(&["--max-targets", "1"]);
-    let out = cluster.chaos(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = cluster.chaos(&with(&["--max-targets", "1"]));
     assert_exit(&out, 4);
-    assert!(
-        stderr(&out).contains("would target 2 pods across the cluster, more than --max-targets 1"),
-        "{}",
-        stderr(&out)
+    assert_stderr(
+        &out,
+        "would target 2 pods across the cluster, more than --max-targets 1",
     );
     assert!(cluster.listed().await.is_empty());
 
     // The real thing: one fault on node-a holding both running pods.
-    let args = with(&[]);
-    let out = cluster.chaos(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = cluster.chaos(&with(&[]));
     assert_exit(&out, 0);
     let listed = cluster.listed().await;
     let [fault] = listed.as_slice() else {
@@ -486,11 +439,7 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
         row(&table, "postgres-1")[..4],
         ["db/postgres-1", NODE, "targeted", &id]
     );
-    assert!(
-        stderr(&out).contains(&format!("node-a: armed {id} (2 pod(s))")),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, &format!("node-a: armed {id} (2 pod(s))"));
 
     // list: every node's faults, with the node.
     let out = cluster.chaos(&["list"]);
@@ -534,12 +483,9 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
     let unknown = "00000000-0000-4000-8000-000000000000";
     let out = cluster.chaos(&["cancel", unknown]);
     assert_exit(&out, 3);
-    assert!(
-        stderr(&out).contains(&format!(
-            "fault {unknown} not found on any of the 1 faultline daemons"
-        )),
-        "{}",
-        stderr(&out)
+    assert_stderr(
+        &out,
+        &format!("fault {unknown} not found on any of the 1 faultline daemons"),
     );
 
     // One pod by name, printed as the daemons' answers in JSON.
@@ -605,11 +551,7 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
             "node-b"
         ]
     );
-    assert!(
-        stderr(&out).contains("no faultline daemon on node node-b"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "no faultline daemon on node node-b");
 
     // A protected namespace: refused as PERMISSION_DENIED.
     let out = cluster.chaos(&[
@@ -624,11 +566,7 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
         "30s",
     ]);
     assert_exit(&out, 5);
-    assert!(
-        stderr(&out).contains("--allow-protected kube-system"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "--allow-protected kube-system");
     assert_eq!(cluster.listed().await.len(), 2, "a refused fault was armed");
 }
 
@@ -814,18 +752,22 @@ async fn serve(fake: FakeNode) -> SocketAddr {
 }
 
 /// Runs a blocking `kubectl chaos` off the runtime, which keeps serving the fakes.
-async fn chaos_off_runtime(plugins: &Arc<PluginDir>, kubeconfig: &Path, args: &[&str]) -> Output {
+fn chaos_off_runtime(
+    plugins: &Arc<PluginDir>,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> impl std::future::Future<Output = Output> {
     let (plugins, kubeconfig) = (Arc::clone(plugins), kubeconfig.to_path_buf());
     let args: Vec<String> = std::iter::once("chaos")
         .chain(args.iter().copied())
         .map(str::to_owned)
         .collect();
-    tokio::task::spawn_blocking(move || {
+    // kubectl starts at once, on copies of the arguments: the future borrows nothing.
+    let task = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         plugins.kubectl(&kubeconfig, &args)
-    })
-    .await
-    .expect("kubectl task")
+    });
+    async { task.await.expect("kubectl task") }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -840,24 +782,11 @@ async fn fan_out_over_two_nodes_and_undo_on_refusal() {
     };
     let (a, b) = (fake("node-a", false), fake("node-b", true));
     let api = ApiServer::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = api.kubeconfig(dir.path());
-    let daemon_labels = [("app.kubernetes.io/name", "faultline")];
+    let kubeconfig = KubeconfigFile::new(&api);
     for (i, fake) in [&a, &b].into_iter().enumerate() {
         let pod = format!("chaos-daemon-{}", fake.node);
         let uid = format!("0d1e2f3a-4b5c-4d6e-8f70-00000000000{i}");
-        let containers = [("chaos-daemon", &"d".repeat(64)[..])];
-        api.put_pod(apiserver::pod(
-            "faultline",
-            &pod,
-            &uid,
-            fake.node,
-            "Running",
-            &daemon_labels,
-            &containers,
-            "Burstable",
-        ));
-        api.forward("faultline", &pod, serve(fake.clone()).await);
+        put_daemon_pod(&api, &pod, &uid, fake.node, serve(fake.clone()).await);
     }
     for (i, (pod, node)) in PODS.iter().enumerate() {
         let uid = app_uid(i);
@@ -874,8 +803,8 @@ async fn fan_out_over_two_nodes_and_undo_on_refusal() {
         ));
     }
     let plugins = Arc::new(PluginDir::new());
-    let chaos = |args: &'static [&'static str]| chaos_off_runtime(&plugins, &kubeconfig, args);
-    let inject: &'static [&str] = &[
+    let chaos = |args: &[&str]| chaos_off_runtime(&plugins, kubeconfig.path(), args);
+    let inject = &[
         "network",
         "-n",
         "db",
@@ -888,25 +817,11 @@ async fn fan_out_over_two_nodes_and_undo_on_refusal() {
     ];
 
     // Each node alone holds half the pods; together they are all of them.
-    let out = chaos(&[
-        "network",
-        "-n",
-        "db",
-        "-l",
-        "app=pg",
-        "--loss",
-        "5",
-        "--duration",
-        "30s",
-        "--max-percent",
-        "50",
-    ])
-    .await;
+    let out = chaos(&[&inject[..], &["--max-percent", "50"]].concat()).await;
     assert_exit(&out, 4);
-    assert!(
-        stderr(&out).contains("would target 2 of the 2 running pods it matches across the cluster"),
-        "{}",
-        stderr(&out)
+    assert_stderr(
+        &out,
+        "would target 2 of the 2 running pods it matches across the cluster",
     );
     assert!(
         a.calls().is_empty() && b.calls().is_empty(),
@@ -916,19 +831,7 @@ async fn fan_out_over_two_nodes_and_undo_on_refusal() {
     );
 
     // A dry run asks both nodes; each pod's row comes from its own node.
-    let out = chaos(&[
-        "network",
-        "-n",
-        "db",
-        "-l",
-        "app=pg",
-        "--loss",
-        "5",
-        "--duration",
-        "30s",
-        "--dry-run",
-    ])
-    .await;
+    let out = chaos(&[&inject[..], &["--dry-run"]].concat()).await;
     assert_exit(&out, 0);
     let table = stdout(&out);
     assert_eq!(
@@ -985,21 +888,11 @@ async fn fan_out_over_two_nodes_and_undo_on_refusal() {
     );
 
     // A node whose daemon cannot be reached: the others' answers, then a failure naming it.
-    let containers = [("chaos-daemon", &"d".repeat(64)[..])];
-    api.put_pod(apiserver::pod(
-        "faultline",
-        "chaos-daemon-node-c",
-        "0d1e2f3a-4b5c-4d6e-8f70-000000000009",
-        "node-c",
-        "Running",
-        &daemon_labels,
-        &containers,
-        "Burstable",
-    ));
     let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .expect("a free loopback port");
-    api.forward("faultline", "chaos-daemon-node-c", closed);
+    let uid = "0d1e2f3a-4b5c-4d6e-8f70-000000000009";
+    put_daemon_pod(&api, "chaos-daemon-node-c", uid, "node-c", closed);
     let out = chaos(&["list"]).await;
     assert_exit(&out, 1);
     assert!(stdout(&out).contains("fault-node-a"), "{}", stdout(&out));

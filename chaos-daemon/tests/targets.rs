@@ -3,14 +3,12 @@
 mod support;
 probe_entry!();
 
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use chaos_proto::v1::{
     inject_request::Spec, network_fault::Action, InjectRequest, Loss, NetworkFault,
 };
+use support::kubepods::Dirs;
 use support::{require_root, spawn_probe_background, Daemon, Netns, ProbeJob, TestCgroup};
 
 const ID: &str = "4f3c2b1a09876543210fedcba98765434f3c2b1a09876543210fedcba9876543";
@@ -31,34 +29,6 @@ fn request(target: String) -> InjectRequest {
     }
 }
 
-/// Nested cgroup directories made inside a `TestCgroup`, removed deepest first.
-struct Tree(Vec<PathBuf>);
-
-impl Tree {
-    fn new(root: &Path, rel: &[&str]) -> Self {
-        let mut dirs = Vec::new();
-        let mut dir = root.to_path_buf();
-        for part in rel {
-            dir.push(part);
-            std::fs::create_dir(&dir).expect("mkdir cgroup");
-            dirs.push(dir.clone());
-        }
-        Self(dirs)
-    }
-
-    fn leaf(&self) -> &Path {
-        self.0.last().expect("non-empty tree")
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for dir in self.0.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pid_and_container_targets_resolve_to_the_process_cgroup() {
     if !require_root() {
@@ -67,20 +37,19 @@ async fn pid_and_container_targets_resolve_to_the_process_cgroup() {
     let ns = Netns::new();
     let pod = TestCgroup::new();
     // kubelet's systemd layout and a cgroupfs docker layout, side by side.
-    let systemd = Tree::new(
-        pod.path(),
-        &["kubepods.slice", &format!("cri-containerd-{ID}.scope")],
-    );
+    let mut dirs = Dirs::default();
+    let systemd = Path::new("kubepods.slice").join(format!("cri-containerd-{ID}.scope"));
+    let systemd = dirs.make(pod.path(), &systemd);
     let other_id = "aa".repeat(32);
-    let cgroupfs = Tree::new(pod.path(), &["docker", &other_id]);
+    let cgroupfs = dirs.make(pod.path(), &Path::new("docker").join(&other_id));
     let daemon = Daemon::start(&[]).await;
     let mut client = daemon.client().await;
 
     let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
     for (target, want) in [
-        (format!("container:{ID}"), inode(systemd.leaf())),
-        (format!("container:{}", &ID[..12]), inode(systemd.leaf())),
-        (format!("container:{other_id}"), inode(cgroupfs.leaf())),
+        (format!("container:{ID}"), inode(&systemd)),
+        (format!("container:{}", &ID[..12]), inode(&systemd)),
+        (format!("container:{other_id}"), inode(&cgroupfs)),
         (pod.target(), pod.id()),
         (format!("cgroup:{}", pod.path().display()), pod.id()),
     ] {

@@ -119,18 +119,26 @@ impl SecretVolume {
         self.dir.join(name).display().to_string()
     }
 
-    /// The daemon flags serving this volume on `addr`.
-    fn daemon_args(&self, addr: SocketAddr) -> Vec<String> {
-        vec![
-            "--listen".into(),
+    /// A daemon serving this volume's files on `addr`, with the flags `extra` besides.
+    async fn serve(&self, addr: SocketAddr, extra: &[&str]) -> Daemon {
+        let (addr, cert, key, ca) = (
             addr.to_string(),
-            "--tls-cert".into(),
             self.path("tls.crt"),
-            "--tls-key".into(),
             self.path("tls.key"),
-            "--tls-client-ca".into(),
             self.path("ca.crt"),
-        ]
+        );
+        let mut args = vec![
+            "--listen",
+            &addr,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &ca,
+        ];
+        args.extend(extra);
+        Daemon::start(&args).await
     }
 }
 
@@ -246,10 +254,10 @@ async fn mtls_port_accepts_only_clients_of_its_ca_and_health_port_serves_health_
         &other_ca.client("mallory"),
     );
     let (addr, health_addr) = (free_port(), free_port());
-    let mut args = volume.daemon_args(addr);
-    args.extend(["--health-listen".into(), health_addr.to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let daemon = Daemon::start(&args).await;
+    let health_listen = health_addr.to_string();
+    let daemon = volume
+        .serve(addr, &["--health-listen", &health_listen])
+        .await;
     let server = format!("https://{addr}");
     let with = |client: &ClientFiles, with_cert: bool, command: &[&str]| {
         let mut args = vec!["--server".to_string(), server.clone()];
@@ -334,9 +342,7 @@ async fn changed_tls_files_are_reloaded_and_bad_ones_are_ignored() {
     let old = ClientFiles::new(tmp.path(), "old", &both, &old_ca.client("old-client"));
     let new = ClientFiles::new(tmp.path(), "new", &both, &new_ca.client("new-client"));
     let addr = free_port();
-    let args = volume.daemon_args(addr);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let daemon = Daemon::start(&args).await;
+    let daemon = volume.serve(addr, &[]).await;
 
     call(addr, old.tls(true)).await.expect("old client before");
     let before = call(addr, new.tls(true)).await;
@@ -389,9 +395,7 @@ async fn connect_over_a_caller_dialed_stream() {
     let volume = SecretVolume::new(tmp.path().join("secret"), &ca.server(), &ca.pem());
     let client = ClientFiles::new(tmp.path(), "client", &ca.pem(), &ca.client("plugin"));
     let addr = free_port();
-    let args = volume.daemon_args(addr);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _daemon = Daemon::start(&args).await;
+    let _daemon = volume.serve(addr, &[]).await;
 
     let dials = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&dials);
@@ -438,6 +442,18 @@ async fn start_refuses_plaintext_beyond_loopback_and_bad_tls_files() {
     // The address is never bound: the check comes first.
     let exposed = SocketAddr::from((Ipv4Addr::UNSPECIFIED, free_port().port())).to_string();
     let loopback = free_port().to_string();
+    let tls_with_key = |key| {
+        vec![
+            "--listen",
+            &loopback,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            &client_ca,
+        ]
+    };
     let cases: [(Vec<&str>, &str, Vec<String>); 4] = [
         (
             vec!["--listen", &exposed],
@@ -448,30 +464,12 @@ async fn start_refuses_plaintext_beyond_loopback_and_bad_tls_files() {
             )],
         ),
         (
-            vec![
-                "--listen",
-                &loopback,
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &absent,
-                "--tls-client-ca",
-                &client_ca,
-            ],
+            tls_with_key(&absent),
             "exit status: 1",
             vec![format!("read {absent}: No such file or directory")],
         ),
         (
-            vec![
-                "--listen",
-                &loopback,
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &foreign_key,
-                "--tls-client-ca",
-                &client_ca,
-            ],
+            tls_with_key(&foreign_key),
             "exit status: 1",
             vec![format!("{cert} with key {foreign_key}: ")],
         ),

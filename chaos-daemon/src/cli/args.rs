@@ -155,9 +155,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut command = Cli::command();
-    let mut path = vec![command.get_name().to_owned()];
-    // The first argument is the program name.
+    let command = Cli::command();
+    let root = command.get_name().to_owned();
+    subcommand_path(command, &root, args)
+}
+
+/// `root` followed by the subcommands of `command` found among `args` (the first is the
+/// program name), e.g. "kubectl chaos network": what [`command_path`] and the plugin's
+/// own `command_path` print.
+pub fn subcommand_path<I, S>(mut command: clap::Command, root: &str, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut path = vec![root.to_owned()];
     for arg in args.into_iter().skip(1) {
         let Some(arg) = arg.as_ref().to_str() else {
             continue;

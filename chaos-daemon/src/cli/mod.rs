@@ -7,6 +7,7 @@ pub mod args;
 pub mod connect;
 pub mod error;
 mod errortap;
+pub mod exit;
 pub mod impair;
 pub mod output;
 pub mod parse;

@@ -12,19 +12,26 @@ use super::error::CliError;
 use super::table::{Align, Table};
 use super::view::{CapabilitiesView, FaultView, PortRangeView};
 
-/// Columns of the fault table.
-const FAULT_COLUMNS: &[(&str, Align)] = &[
+/// A fault's id, target, kind, state and window: the columns every fault table has
+/// (`kubectl chaos` puts its own around them), filled by [`window_cells`].
+pub const WINDOW_COLUMNS: &[(&str, Align)] = &[
     ("ID", Align::Left),
     ("TARGET", Align::Left),
     ("KIND", Align::Left),
     ("STATE", Align::Left),
     ("START", Align::Left),
     ("END", Align::Left),
+];
+
+/// A fault's packet counters, filled by [`counter_cells`].
+pub const COUNTER_COLUMNS: &[(&str, Align)] = &[
     ("SEEN", Align::Right),
     ("MATCHED", Align::Right),
     ("AFFECTED", Align::Right),
-    ("MESSAGE", Align::Left),
 ];
+
+/// The last column of a fault table.
+pub const MESSAGE_COLUMN: (&str, Align) = ("MESSAGE", Align::Left);
 
 /// Prints faults: a table with one row each, or a JSON array (`list`).
 pub fn write_faults(
@@ -36,9 +43,13 @@ pub fn write_faults(
     match format {
         OutputFormat::Json => write_json(out, &views),
         OutputFormat::Table => {
-            let mut table = Table::new(FAULT_COLUMNS);
+            let mut table =
+                Table::new(&[WINDOW_COLUMNS, COUNTER_COLUMNS, &[MESSAGE_COLUMN]].concat());
             for view in &views {
-                table.push(fault_row(view));
+                let mut row = window_cells(view);
+                row.extend(counter_cells(view));
+                row.push(view.message.clone());
+                table.push(row);
             }
             Ok(table.write(out)?)
         }
@@ -332,7 +343,8 @@ pub fn timestamp(unix_ns: u64) -> String {
     }
 }
 
-fn fault_row(view: &FaultView) -> Vec<String> {
+/// The cells of `view` under [`WINDOW_COLUMNS`].
+pub fn window_cells(view: &FaultView) -> Vec<String> {
     vec![
         view.id.clone(),
         view.target.clone(),
@@ -340,10 +352,15 @@ fn fault_row(view: &FaultView) -> Vec<String> {
         view.state.to_owned(),
         timestamp(view.start_at_unix_ns),
         timestamp(view.end_at_unix_ns),
+    ]
+}
+
+/// The cells of `view` under [`COUNTER_COLUMNS`].
+pub fn counter_cells(view: &FaultView) -> [String; 3] {
+    [
         view.counters.seen.to_string(),
         view.counters.matched.to_string(),
         view.counters.affected.to_string(),
-        view.message.clone(),
     ]
 }
 
@@ -356,7 +373,7 @@ fn port_range(range: &PortRangeView) -> String {
 }
 
 /// One pretty-printed JSON document followed by a newline.
-fn write_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
+pub fn write_json<T: Serialize>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
     Ok(())

@@ -10,7 +10,9 @@ use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, S
 
 use super::help;
 use crate::cli::actors::{ProcessArgs, StressArgs};
-use crate::cli::args::{ConnectionArgs, IdArgs, InjectCommand, NetworkArgs, WindowArgs};
+use crate::cli::args::{
+    subcommand_path, ConnectionArgs, IdArgs, InjectCommand, NetworkArgs, WindowArgs,
+};
 use crate::cli::storage::{DiskFillArgs, IoLimitArgs, StorageArgs};
 
 /// The namespace of the faultline DaemonSet, unless `--daemon-namespace` says otherwise.
@@ -357,21 +359,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut command = PluginCli::command();
-    let mut path = vec!["kubectl chaos".to_owned()];
-    for arg in args.into_iter().skip(1) {
-        let Some(sub) = arg
-            .as_ref()
-            .to_str()
-            .and_then(|arg| command.find_subcommand(arg))
-            .cloned()
-        else {
-            continue;
-        };
-        path.push(sub.get_name().to_owned());
-        command = sub;
-    }
-    path.join(" ")
+    subcommand_path(PluginCli::command(), "kubectl chaos", args)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use crate::cli::error::{
     CliError, EXIT_FAILED_PRECONDITION, EXIT_FAILURE, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND,
     EXIT_PERMISSION_DENIED,
 };
+use crate::cli::exit::Failure;
 
 /// Everything that can go wrong in a `kubectl chaos` command after its flags were parsed.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,16 @@ impl PluginError {
     /// has what it wanted, which is no failure.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Self::Cli(err) if err.is_broken_pipe())
+    }
+}
+
+impl Failure for PluginError {
+    fn exit_code(&self) -> u8 {
+        PluginError::exit_code(self)
+    }
+
+    fn is_broken_pipe(&self) -> bool {
+        PluginError::is_broken_pipe(self)
     }
 }
 

@@ -35,13 +35,11 @@ pub async fn list(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), PluginError> {
-    let faults = gather(session, |_, mut client| async move {
+    print_all(session, format, out, |_, mut client| async move {
         let answer = client.list(ListRequest {}).await?;
         Ok(answer.map(|list| list.faults))
     })
-    .await?;
-    render::write_faults(out, format, &faults.faults)?;
-    faults.result()
+    .await
 }
 
 /// `abort-all`: ends every fault of every node; prints the faults ended. Nodes that cannot
@@ -51,13 +49,11 @@ pub async fn abort_all(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), PluginError> {
-    let faults = gather(session, |_, mut client| async move {
+    print_all(session, format, out, |_, mut client| async move {
         let answer = client.abort_all(AbortAllRequest {}).await?;
         Ok(answer.map(|aborted| aborted.faults))
     })
-    .await?;
-    render::write_faults(out, format, &faults.faults)?;
-    faults.result()
+    .await
 }
 
 /// `get`, `cancel` or `renew` of `id`: every daemon is asked; NOT_FOUND only when none has
@@ -118,25 +114,15 @@ pub async fn by_id(
     Err(partial(failures))
 }
 
-/// What every node answered, and which could not.
-struct Gathered {
-    faults: Vec<Fault>,
-    failures: Vec<(String, PluginError)>,
-}
-
-impl Gathered {
-    /// Success only if every node answered.
-    fn result(self) -> Result<(), PluginError> {
-        if self.failures.is_empty() {
-            Ok(())
-        } else {
-            Err(partial(self.failures))
-        }
-    }
-}
-
-/// Makes `call` on every node's daemon and gathers the faults, sorted by node and start.
-async fn gather<F, Fut>(session: &Session, call: F) -> Result<Gathered, PluginError>
+/// Makes `call` on every node's daemon and prints the faults, sorted by node and start.
+/// Succeeds only if every node answered; those that did not are named after the others'
+/// faults are printed.
+async fn print_all<F, Fut>(
+    session: &Session,
+    format: Format,
+    out: &mut dyn Write,
+    call: F,
+) -> Result<(), PluginError>
 where
     F: Fn(&Node, FaultServiceClient<Channel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Vec<Fault>>, tonic::Status>>,
@@ -153,7 +139,12 @@ where
     faults.sort_by(|a, b| {
         (&a.node, a.start_at_unix_ns, &a.id).cmp(&(&b.node, b.start_at_unix_ns, &b.id))
     });
-    Ok(Gathered { faults, failures })
+    render::write_faults(out, format, &faults)?;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(partial(failures))
+    }
 }
 
 /// Connects to every node's daemon; those that cannot be reached come back apart, with why.

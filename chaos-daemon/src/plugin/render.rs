@@ -10,64 +10,42 @@ use super::args::Format;
 use super::error::PluginError;
 use super::rows::PodRow;
 use crate::cli::args::OutputFormat;
-use crate::cli::error::CliError;
-use crate::cli::output::{timestamp, write_fault_detail};
+use crate::cli::output::{
+    counter_cells, timestamp, window_cells, write_fault_detail, write_json, COUNTER_COLUMNS,
+    MESSAGE_COLUMN, WINDOW_COLUMNS,
+};
 use crate::cli::table::{Align, Table};
 use crate::cli::view::FaultView;
 
-/// Columns of the pod table.
+/// The pod table's first columns, wide or not.
 const POD_COLUMNS: &[(&str, Align)] = &[
     ("POD", Align::Left),
     ("NODE", Align::Left),
     ("STATUS", Align::Left),
     ("FAULT ID", Align::Left),
-    ("DETAIL", Align::Left),
 ];
 
-/// Columns of the wide pod table.
+/// What the wide pod table adds before DETAIL.
 const WIDE_POD_COLUMNS: &[(&str, Align)] = &[
-    ("POD", Align::Left),
-    ("NODE", Align::Left),
-    ("STATUS", Align::Left),
-    ("FAULT ID", Align::Left),
     ("KIND", Align::Left),
     ("STATE", Align::Left),
     ("START", Align::Left),
     ("END", Align::Left),
     ("UID", Align::Left),
     ("CGROUP", Align::Left),
-    ("DETAIL", Align::Left),
 ];
 
-/// Columns of the fault table.
-const FAULT_COLUMNS: &[(&str, Align)] = &[
-    ("NODE", Align::Left),
-    ("ID", Align::Left),
-    ("TARGET", Align::Left),
-    ("KIND", Align::Left),
-    ("STATE", Align::Left),
-    ("START", Align::Left),
-    ("END", Align::Left),
-    ("PODS", Align::Right),
-    ("MESSAGE", Align::Left),
-];
+/// The pod table's last column.
+const DETAIL_COLUMN: (&str, Align) = ("DETAIL", Align::Left);
 
-/// Columns of the wide fault table.
-const WIDE_FAULT_COLUMNS: &[(&str, Align)] = &[
-    ("NODE", Align::Left),
-    ("ID", Align::Left),
-    ("TARGET", Align::Left),
-    ("KIND", Align::Left),
-    ("STATE", Align::Left),
-    ("START", Align::Left),
-    ("END", Align::Left),
-    ("PODS", Align::Right),
-    ("SEEN", Align::Right),
-    ("MATCHED", Align::Right),
-    ("AFFECTED", Align::Right),
-    ("LEASE UNTIL", Align::Left),
-    ("MESSAGE", Align::Left),
-];
+/// The column the fault table adds before chaosctl's [`WINDOW_COLUMNS`].
+const NODE_COLUMN: (&str, Align) = ("NODE", Align::Left);
+
+/// The column the fault table adds after [`WINDOW_COLUMNS`]: the pods targeted.
+const PODS_COLUMN: (&str, Align) = ("PODS", Align::Right);
+
+/// The column the wide fault table adds after chaosctl's [`COUNTER_COLUMNS`].
+const LEASE_COLUMN: (&str, Align) = ("LEASE UNTIL", Align::Left);
 
 /// Prints an inject's answer: one row per pod, or the nodes' faults as a JSON/YAML array.
 pub fn write_pods(
@@ -81,7 +59,8 @@ pub fn write_pods(
         Format::Table => false,
         Format::Wide => true,
     };
-    let mut table = Table::new(if wide { WIDE_POD_COLUMNS } else { POD_COLUMNS });
+    let wide_columns: &[_] = if wide { WIDE_POD_COLUMNS } else { &[] };
+    let mut table = Table::new(&[POD_COLUMNS, wide_columns, &[DETAIL_COLUMN]].concat());
     for row in rows {
         let t = &row.target;
         let pod = if t.container.is_empty() {
@@ -94,29 +73,25 @@ pub fn write_pods(
             .map(|f| f.id.clone())
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| "-".to_owned());
-        if wide {
+        let mut cells = vec![pod, t.node.clone(), t.status.to_owned(), id];
+        let detail = if wide {
             let text = |value: Option<&str>| value.unwrap_or("-").to_owned();
-            table.push(vec![
-                pod,
-                t.node.clone(),
-                t.status.to_owned(),
-                id,
+            cells.extend([
                 text(fault.map(|f| f.kind)),
                 text(fault.map(|f| f.state)),
                 timestamp(fault.map_or(0, |f| f.start_at_unix_ns)),
                 timestamp(fault.map_or(0, |f| f.end_at_unix_ns)),
                 t.uid.clone(),
                 t.cgroup_path.clone(),
-                t.reason.clone(),
             ]);
+            t.reason.clone()
+        } else if t.reason.is_empty() {
+            t.cgroup_path.clone()
         } else {
-            let detail = if t.reason.is_empty() {
-                t.cgroup_path.clone()
-            } else {
-                t.reason.clone()
-            };
-            table.push(vec![pod, t.node.clone(), t.status.to_owned(), id, detail]);
-        }
+            t.reason.clone()
+        };
+        cells.push(detail);
+        table.push(cells);
     }
     Ok(table.write(out)?)
 }
@@ -133,11 +108,15 @@ pub fn write_faults(
         Format::Table => false,
         Format::Wide => true,
     };
-    let mut table = Table::new(if wide {
-        WIDE_FAULT_COLUMNS
-    } else {
-        FAULT_COLUMNS
-    });
+    let mut columns = vec![NODE_COLUMN];
+    columns.extend(WINDOW_COLUMNS);
+    columns.push(PODS_COLUMN);
+    if wide {
+        columns.extend(COUNTER_COLUMNS);
+        columns.push(LEASE_COLUMN);
+    }
+    columns.push(MESSAGE_COLUMN);
+    let mut table = Table::new(&columns);
     for view in &views {
         let pods = if view.targets.is_empty() {
             "-".to_owned()
@@ -145,23 +124,12 @@ pub fn write_faults(
             let targeted = view.targets.iter().filter(|t| t.status == "targeted");
             targeted.count().to_string()
         };
-        let mut row = vec![
-            view.node.clone(),
-            view.id.clone(),
-            view.target.clone(),
-            view.kind.to_owned(),
-            view.state.to_owned(),
-            timestamp(view.start_at_unix_ns),
-            timestamp(view.end_at_unix_ns),
-            pods,
-        ];
+        let mut row = vec![view.node.clone()];
+        row.extend(window_cells(view));
+        row.push(pods);
         if wide {
-            row.extend([
-                view.counters.seen.to_string(),
-                view.counters.matched.to_string(),
-                view.counters.affected.to_string(),
-                timestamp(view.lease_expires_unix_ns),
-            ]);
+            row.extend(counter_cells(view));
+            row.push(timestamp(view.lease_expires_unix_ns));
         }
         row.push(view.message.clone());
         table.push(row);
@@ -199,9 +167,7 @@ fn write_document<T: Serialize>(
         }
         return Ok(());
     }
-    serde_json::to_writer_pretty(&mut *out, value).map_err(CliError::from)?;
-    writeln!(out)?;
-    Ok(())
+    Ok(write_json(out, value)?)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub mod blockdev;
 pub mod cgroup;
 pub mod daemon;
 pub mod filecalls;
+pub mod kubeconfig;
+pub mod kubepods;
 pub mod netns;
 pub mod probe;
 pub mod procs;
@@ -36,7 +38,9 @@ pub mod util;
 pub use cgroup::{cgroup2_mount, enable_v2_controllers, InCgroup, TestCgroup};
 pub use daemon::{connect_unix, Daemon};
 pub use netns::{enter_netns, Link, Netns, VethPair};
-pub use probe::{spawn_probe, spawn_probe_background, spawn_probe_with, ProbeHandle, ProbeJob};
+pub use probe::{
+    spawn_probe, spawn_probe_background, spawn_probe_in, spawn_probe_with, ProbeHandle, ProbeJob,
+};
 pub use servers::{TcpAcceptServer, TcpListener, TcpSink, UdpEchoServer, UdpSink};
 pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};

@@ -240,6 +240,17 @@ pub fn spawn_probe_with(
     netns: Option<&Netns>,
     cgroup: Option<&TestCgroup>,
 ) -> ProbeHandle {
+    spawn(job, netns, cgroup.map(TestCgroup::path))
+}
+
+/// Like [`spawn_probe`], in any cgroup v2 directory `cgroup` rather than a [`TestCgroup`]
+/// (e.g. one named by kubelet's rules).
+pub fn spawn_probe_in(job: ProbeJob, netns: &Netns, cgroup: &Path) -> ProbeHandle {
+    spawn(job, Some(netns), Some(cgroup))
+}
+
+/// Starts the probe child, in `netns` and the cgroup directory `cgroup` when given.
+fn spawn(job: ProbeJob, netns: Option<&Netns>, cgroup: Option<&Path>) -> ProbeHandle {
     let dir = tempfile::Builder::new()
         .prefix("fl-probe-")
         .tempdir()
@@ -270,9 +281,8 @@ pub fn spawn_probe_with(
     // async-signal-safe calls (raw syscalls, no allocation) are allowed.
     let ns_file = netns.map(Netns::open);
     let ns_fd = ns_file.as_ref().map(|f| f.as_raw_fd());
-    let procs = cgroup.map(|c| {
-        CString::new(c.path().join("cgroup.procs").as_os_str().as_bytes()).expect("cgroup path")
-    });
+    let procs = cgroup
+        .map(|c| CString::new(c.join("cgroup.procs").as_os_str().as_bytes()).expect("cgroup path"));
     // SAFETY: the closure only makes raw syscalls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
