@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::{symlink, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,9 +20,10 @@ use chaos_proto::v1::{
 };
 use serde_json::Value;
 use support::apiserver::{self, ApiServer};
+use support::certs::{Ca, ClientFiles, SecretVolume};
 use support::kubeconfig::KubeconfigFile;
 use support::kubepods::{Dirs, Driver, Node};
-use support::{require_root, Daemon, TestCgroup};
+use support::{require_root, wait_until, Daemon, TestCgroup};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -234,6 +236,11 @@ struct Cluster {
 impl Cluster {
     /// `None` (the test skipped) without network faults on this kernel.
     async fn start() -> Option<Cluster> {
+        Cluster::start_with(&[]).await
+    }
+
+    /// [`Cluster::start`] with the daemon's flags `extra` besides (e.g. its TLS files).
+    async fn start_with(extra: &[&str]) -> Option<Cluster> {
         // A loopback port free right now: the OS picks it, the probe socket closes at once.
         let listen: SocketAddr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
@@ -241,7 +248,8 @@ impl Cluster {
         let api = ApiServer::start();
         let kubeconfig = KubeconfigFile::new(&api);
         let listen_arg = listen.to_string();
-        let args = ["--node-name", NODE, "--listen", &listen_arg];
+        let mut args = vec!["--node-name", NODE, "--listen", &listen_arg];
+        args.extend(extra);
         let daemon = kubeconfig.start_daemon(&args, NETWORK).await?;
         let uid = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6";
         put_daemon_pod(&api, DAEMON_POD, uid, NODE, listen);
@@ -324,6 +332,19 @@ fn put_daemon_pod(api: &ApiServer, name: &str, uid: &str, node: &str, addr: Sock
     api.forward("faultline", name, addr);
 }
 
+/// 30% loss for 30 s on the pods labelled `app=postgres` in namespace `db`.
+const POSTGRES_LOSS: &[&str] = &[
+    "network",
+    "-n",
+    "db",
+    "-l",
+    "app=postgres",
+    "--loss",
+    "30",
+    "--duration",
+    "30s",
+];
+
 /// The rows of a pod table whose first column is `db/<name>`, split into columns.
 fn row<'a>(table: &'a str, pod: &str) -> Vec<&'a str> {
     let name = format!("db/{pod}");
@@ -367,19 +388,7 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
     );
 
     // A dry run: every pod with what would become of it, nothing armed.
-    let base = [
-        "network",
-        "-n",
-        "db",
-        "-l",
-        "app=postgres",
-        "--loss",
-        "30",
-        "--duration",
-        "30s",
-    ];
-    let with =
-        |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
+    let with = |extra: &[&'static str]| -> Vec<&str> { [POSTGRES_LOSS, extra].concat() };
     let out = cluster.chaos(&with(&["--dry-run"]));
     assert_exit(&out, 0);
     let table = stdout(&out);
@@ -568,6 +577,144 @@ async fn faults_on_pods_through_kubectl_and_a_port_forward() {
     assert_exit(&out, 5);
     assert_stderr(&out, "--allow-protected kube-system");
     assert_eq!(cluster.listed().await.len(), 2, "a refused fault was armed");
+}
+
+/// How long a refused command is run again until the daemon's TLS alert reaches the user.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The daemon's name in the certificate the plugin checks by default (the TLS overlay's
+/// Service in the daemons' namespace).
+const DAEMON_SERVICE_NAME: &str = "chaos-daemon.faultline.svc";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_end_to_end_through_the_port_forward() {
+    if !require_root() {
+        return;
+    }
+    // Declared first, dropped last: the daemon reads its files until it stops.
+    let certs = tempfile::Builder::new()
+        .prefix("fl-certs-")
+        .tempdir()
+        .expect("certificates dir");
+    let (ca, other_ca) = (Ca::new("faultline test CA"), Ca::new("another CA"));
+    let server = ca.server_for(&[DAEMON_SERVICE_NAME, "localhost"]);
+    let volume = SecretVolume::new(certs.path().join("secret"), &server, &ca.pem());
+    let good = ClientFiles::new(certs.path(), "good", &ca.pem(), &ca.client("alice"));
+    // Trusts the daemon's CA, so only its own certificate can be the problem.
+    let stranger = ClientFiles::new(
+        certs.path(),
+        "stranger",
+        &ca.pem(),
+        &other_ca.client("mallory"),
+    );
+    let tls = volume.daemon_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let Some(mut cluster) = Cluster::start_with(&tls).await else {
+        return;
+    };
+    // A UID of its own: the daemon finds a pod's cgroup by UID anywhere under the cgroup
+    // mount, where the other test's pods may be at the same time.
+    cluster.add_pod(
+        "postgres-0",
+        "5e6f7a8b-0000-4000-8000-000000000000",
+        NODE,
+        "Running",
+        "postgres",
+    );
+    let chaos = |client: &ClientFiles, with_cert: bool, command: &[&str]| {
+        let flags = client.flags(with_cert);
+        let args: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(flags.iter().map(String::as_str))
+            .collect();
+        cluster.chaos(&args)
+    };
+
+    let dry_run = [POSTGRES_LOSS, &["--dry-run"]].concat();
+    let out = chaos(&good, true, &dry_run);
+    assert_exit(&out, 0);
+    assert_eq!(
+        row(&stdout(&out), "postgres-0")[..4],
+        ["db/postgres-0", NODE, "targeted", "-"]
+    );
+    assert_stderr(&out, "node-a: dry run: 1 pod(s) would be targeted");
+    assert!(cluster.forwarded(), "no port-forward to {DAEMON_POD}");
+    let out = chaos(&good, true, &["list", "-o", "json"]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out), serde_json::json!([]));
+    assert!(
+        cluster.listed().await.is_empty(),
+        "a dry run armed something"
+    );
+
+    // Refused: exit code 1 and one line naming the node's daemon, the port-forward and,
+    // as chaosctl does, the daemon's TLS alert; nothing printed but list's empty table.
+    let unreachable = format!(
+        "cannot reach the faultline daemon of node {NODE} (pod faultline/{DAEMON_POD}, port "
+    );
+    let refusals: [(&str, &ClientFiles, bool, &[&str], &str); 3] = [
+        (
+            "no client certificate",
+            &good,
+            false,
+            &dry_run,
+            "CertificateRequired",
+        ),
+        (
+            "no client certificate, list",
+            &good,
+            false,
+            &["list"],
+            "CertificateRequired",
+        ),
+        (
+            "a certificate of another CA",
+            &stranger,
+            true,
+            &dry_run,
+            "UnknownCA",
+        ),
+    ];
+    for (what, client, with_cert, command, alert) in refusals {
+        let cause = format!("by port-forward): received fatal alert: {alert} (");
+        let (mut runs, mut last) = (0, String::new());
+        // Why more than one run may be needed: the daemon sends its alert and closes, the
+        // API server then closes the port-forward, and kube's forwarder drops what it still
+        // holds for the client once the client's own bytes (sent right after its half of the
+        // handshake) can no longer go out. The client then reads an end of stream, not the
+        // alert.
+        let named = wait_until(ALERT_TIMEOUT, || {
+            runs += 1;
+            let out = chaos(client, with_cert, command);
+            last = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{what}: {last}");
+            assert_eq!(last.lines().count(), 1, "{what}: {last}");
+            assert!(last.contains(&unreachable), "{what}: {last}");
+            let printed = stdout(&out);
+            assert!(printed.lines().count() <= 1, "{what}: {printed}");
+            last.contains(&cause)
+        });
+        assert!(
+            named,
+            "{what}: the alert {alert} did not reach the user in {runs} runs; the last said: {last}"
+        );
+    }
+    // The daemon, for its part, said why it refused each.
+    let logs = cluster.daemon.logs();
+    for reason in ["peer sent no certificates", "UnknownIssuer"] {
+        let said = logs
+            .lines()
+            .any(|l| l.contains("TLS handshake refused") && l.contains(reason));
+        assert!(
+            said,
+            "no refusal for {reason:?} in the daemon's log:\n{logs}"
+        );
+    }
+    assert!(
+        cluster.listed().await.is_empty(),
+        "a refused client armed something"
+    );
 }
 
 /// A made-up daemon of one node: answers dry runs and arms faults (or refuses to arm, when

@@ -3,187 +3,21 @@ mod support;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use chaos_daemon::cli::connect::{connect, connect_over, Transport};
 use chaos_daemon::cli::CliError;
-use chaos_daemon::tls::client::{ClientTls, Identity};
+use chaos_daemon::tls::client::ClientTls;
 use chaos_proto::v1::fault_service_client::FaultServiceClient;
 use chaos_proto::v1::CapabilitiesRequest;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use support::certs::{Ca, ClientFiles, SecretVolume};
 use support::{require_root, wait_until, Daemon};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 /// How long the daemon gets to notice changed TLS files (it checks every 2 s).
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A certificate and its key (PEM) for `names`, signed by this CA, for `usage`.
-    fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Pair {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("leaf certificate");
-        Pair {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server(&self) -> Pair {
-        self.leaf(
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    fn client(&self, name: &str) -> Pair {
-        self.leaf(&[name], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
-
-/// A certificate and its private key, PEM.
-struct Pair {
-    cert: String,
-    key: String,
-}
-
-/// The daemon's TLS files laid out as kubelet mounts a Secret: `tls.crt`, `tls.key` and
-/// `ca.crt` are symlinks through `..data`, itself a symlink to a versioned directory that
-/// an update replaces in one rename.
-struct SecretVolume {
-    dir: PathBuf,
-    versions: u32,
-}
-
-impl SecretVolume {
-    fn new(dir: PathBuf, server: &Pair, client_ca: &str) -> SecretVolume {
-        fs::create_dir_all(&dir).expect("secret dir");
-        let mut volume = SecretVolume { dir, versions: 0 };
-        volume.update(&server.cert, &server.key, client_ca);
-        for name in ["tls.crt", "tls.key", "ca.crt"] {
-            symlink(Path::new("..data").join(name), volume.dir.join(name)).expect("symlink");
-        }
-        volume
-    }
-
-    /// Writes a new version and points `..data` at it atomically.
-    fn update(&mut self, cert: &str, key: &str, client_ca: &str) {
-        self.versions += 1;
-        let version = format!("..v{}", self.versions);
-        let dir = self.dir.join(&version);
-        fs::create_dir(&dir).expect("version dir");
-        fs::write(dir.join("tls.crt"), cert).expect("write tls.crt");
-        fs::write(dir.join("tls.key"), key).expect("write tls.key");
-        fs::write(dir.join("ca.crt"), client_ca).expect("write ca.crt");
-        let staged = self.dir.join("..data_tmp");
-        symlink(&version, &staged).expect("staged ..data");
-        fs::rename(&staged, self.dir.join("..data")).expect("swap ..data");
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    /// A daemon serving this volume's files on `addr`, with the flags `extra` besides.
-    async fn serve(&self, addr: SocketAddr, extra: &[&str]) -> Daemon {
-        let (addr, cert, key, ca) = (
-            addr.to_string(),
-            self.path("tls.crt"),
-            self.path("tls.key"),
-            self.path("ca.crt"),
-        );
-        let mut args = vec![
-            "--listen",
-            &addr,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--tls-client-ca",
-            &ca,
-        ];
-        args.extend(extra);
-        Daemon::start(&args).await
-    }
-}
-
-/// A client's files: the CAs it trusts for the server, and its own certificate.
-struct ClientFiles {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl ClientFiles {
-    fn new(dir: &Path, name: &str, trusted: &str, pair: &Pair) -> ClientFiles {
-        let files = ClientFiles {
-            ca: dir.join(format!("{name}-ca.crt")),
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-        };
-        fs::write(&files.ca, trusted).expect("write client CA");
-        fs::write(&files.cert, &pair.cert).expect("write client cert");
-        fs::write(&files.key, &pair.key).expect("write client key");
-        files
-    }
-
-    fn tls(&self, with_cert: bool) -> ClientTls {
-        let identity = with_cert.then_some(Identity {
-            cert: &self.cert,
-            key: &self.key,
-        });
-        ClientTls::load(&self.ca, identity, "127.0.0.1").expect("client TLS")
-    }
-
-    /// The `chaosctl` TLS flags, with or without the client certificate.
-    fn flags(&self, with_cert: bool) -> Vec<String> {
-        let mut flags = vec!["--tls-ca".into(), self.ca.display().to_string()];
-        if with_cert {
-            flags.extend([
-                "--tls-cert".into(),
-                self.cert.display().to_string(),
-                "--tls-key".into(),
-                self.key.display().to_string(),
-            ]);
-        }
-        flags
-    }
-}
 
 /// A loopback port free right now: the OS picks it, the probe socket is closed at once.
 fn free_port() -> SocketAddr {

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod apiserver;
 pub mod blockdev;
+pub mod certs;
 pub mod cgroup;
 pub mod daemon;
 pub mod filecalls;
