@@ -259,7 +259,7 @@ async fn protocol_and_port_filters_narrow_the_fault() {
     assert_eq!(lost(&udp), 0, "UDP on the same port must pass: {udp}");
 }
 
-/// Runs a steady stream from the target through a window that opens 300 ms ahead and lasts
+/// Runs a steady stream from the target through a window that opens 1 s ahead and lasts
 /// 500 ms; the in-kernel first/last drop times fall inside the window, every packet inside
 /// was dropped, and packets before and after were not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +274,7 @@ async fn window_opens_and_closes_in_the_kernel() {
         return;
     };
     let mut client = daemon.client().await;
-    let start = chaos_daemon::clock::unix_now_ns() + 300_000_000;
+    let start = chaos_daemon::clock::unix_now_ns() + 1_000_000_000;
     let mut req = network(
         loss(100.0, Direction::Egress),
         &target.target(),
@@ -282,7 +282,10 @@ async fn window_opens_and_closes_in_the_kernel() {
     );
     req.start_at_unix_ns = start;
     let fault = inject(&mut client, req).await;
-    assert_eq!(fault.state, FaultState::Pending as i32);
+    // Pending when the answer left before the start (an emulated guest may answer later).
+    if chaos_daemon::clock::unix_now_ns() < start {
+        assert_eq!(fault.state, FaultState::Pending as i32);
+    }
     let end = fault.end_at_unix_ns;
     assert_eq!(end, start + 500_000_000);
 
