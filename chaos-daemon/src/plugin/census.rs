@@ -9,6 +9,7 @@ use kube::api::{Api, ListParams};
 use super::error::PluginError;
 use super::target::PodTarget;
 use crate::cli::podview::TargetView;
+use crate::pods::not_running;
 
 /// Namespaces the daemons protect by default besides their own: a fault there must name
 /// the namespace in `--allow-protected` (the daemons enforce it; counting it here keeps
@@ -146,18 +147,9 @@ fn standing(pod: &Pod, protected: &[String]) -> Standing {
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default();
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Unknown");
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    if node.is_empty() {
-        Standing::NotRunning("not scheduled to a node yet".into())
-    } else if pod.metadata.deletion_timestamp.is_some() {
-        Standing::NotRunning("being deleted".into())
-    } else if phase != "Running" {
-        Standing::NotRunning(format!("phase {phase}"))
+    if let Some(reason) = not_running(pod) {
+        Standing::NotRunning(reason)
     } else if protected.iter().any(|p| p == namespace) {
         Standing::Protected { node }
     } else {

@@ -44,7 +44,6 @@ pub fn classify(pod: &Pod, policy: &Policy, hier: &Hierarchy) -> (TargetReport, 
         since_unix_ns: clock::unix_now_ns(),
         ..TargetReport::default()
     };
-    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
     let skip = |report: &mut TargetReport, status: TargetStatus, reason: String| {
         report.status = status as i32;
         report.reason = reason;
@@ -57,33 +56,13 @@ pub fn classify(pod: &Pod, policy: &Policy, hier: &Hierarchy) -> (TargetReport, 
         skip(&mut report, TargetStatus::Protected, reason);
         return (report, None);
     }
-    if node.is_empty() {
-        skip(
-            &mut report,
-            TargetStatus::NotRunning,
-            "not scheduled to a node yet".into(),
-        );
-        return (report, None);
-    }
-    if node != policy.node {
+    if !node.is_empty() && node != policy.node {
         let reason = format!("runs on node {node}");
         skip(&mut report, TargetStatus::OtherNode, reason);
         return (report, None);
     }
-    if meta.deletion_timestamp.is_some() {
-        skip(
-            &mut report,
-            TargetStatus::NotRunning,
-            "being deleted".into(),
-        );
-        return (report, None);
-    }
-    if phase != "Running" {
-        skip(
-            &mut report,
-            TargetStatus::NotRunning,
-            format!("phase {phase}"),
-        );
+    if let Some(reason) = not_running(pod) {
+        skip(&mut report, TargetStatus::NotRunning, reason);
         return (report, None);
     }
     let qos = status.and_then(|s| s.qos_class.as_deref());
@@ -105,6 +84,22 @@ pub fn classify(pod: &Pod, policy: &Policy, hier: &Hierarchy) -> (TargetReport, 
             skip(&mut report, TargetStatus::Unresolved, err.to_string());
             (report, None)
         }
+    }
+}
+
+/// Why `pod` is no live replica (not scheduled, being deleted, not in phase Running), or
+/// `None` when it is one; the daemon and the plugin judge pods by this one rule.
+pub fn not_running(pod: &Pod) -> Option<String> {
+    let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if scheduled.is_none_or(str::is_empty) {
+        Some("not scheduled to a node yet".into())
+    } else if pod.metadata.deletion_timestamp.is_some() {
+        Some("being deleted".into())
+    } else if phase != Some("Running") {
+        Some(format!("phase {}", phase.unwrap_or("Unknown")))
+    } else {
+        None
     }
 }
 

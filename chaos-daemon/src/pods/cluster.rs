@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use tracing::debug;
 
-use super::{classify, Error, Policy, Query, Selected};
+use super::{classify, not_running, Error, Policy, Query, Selected};
 use crate::targets::Hierarchy;
 
 /// This node's view of the cluster.
@@ -49,12 +49,7 @@ impl Cluster {
     /// node; refuses protected namespaces named outright and a share over `max_percent`.
     pub async fn select(&self, req: &InjectRequest) -> Result<Selected, Error> {
         let query = Query::parse(&req.target)?;
-        let policy = Policy {
-            node: &self.node,
-            protected: &self.protected,
-            allowed: &req.allow_protected_namespaces,
-            container: req.container.trim(),
-        };
+        let policy = self.policy(req);
         if let Some(ns) = query.namespace.as_deref().filter(|ns| policy.forbids(ns)) {
             return Err(Error::Protected(format!(
                 "target: namespace {ns} is protected; name it in allow_protected_namespaces \
@@ -70,7 +65,7 @@ impl Cluster {
             selected.cgroups.extend(cgroup);
         }
         if req.max_percent > 0.0 && query.name.is_none() {
-            let running = pods.iter().filter(|p| is_running(p)).count();
+            let running = pods.iter().filter(|p| not_running(p).is_none()).count();
             let share = selected.cgroups.len() as f64 * 100.0 / running.max(1) as f64;
             if share > req.max_percent {
                 return Err(Error::Guard(format!(
@@ -84,13 +79,28 @@ impl Cluster {
         Ok(selected)
     }
 
+    /// What a request allows on this node.
+    pub(super) fn policy<'a>(&'a self, req: &'a InjectRequest) -> Policy<'a> {
+        Policy {
+            node: &self.node,
+            protected: &self.protected,
+            allowed: &req.allow_protected_namespaces,
+            container: req.container.trim(),
+        }
+    }
+
+    /// The pods of the query's namespace, or of every namespace.
+    pub(super) fn pods(&self, query: &Query) -> Api<Pod> {
+        match query.namespace.as_deref() {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
     /// The pod named, or every pod the selector matches (on every node: the others are
     /// reported, and count for max_percent).
     async fn fetch(&self, query: &Query) -> Result<Vec<Pod>, Error> {
-        let api: Api<Pod> = match query.namespace.as_deref() {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api = self.pods(query);
         let ns = query.namespace.as_deref().unwrap_or("every namespace");
         if let Some(name) = &query.name {
             let pod = api.get_opt(name).await.map_err(|source| Error::Api {
@@ -108,10 +118,4 @@ impl Cluster {
         })?;
         Ok(list.items)
     }
-}
-
-/// Running and not being deleted: a pod that counts as a live replica.
-fn is_running(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }

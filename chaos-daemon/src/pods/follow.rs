@@ -29,10 +29,7 @@ impl Cluster {
         let Ok(query) = Query::parse(&req.target) else {
             return;
         };
-        let api: Api<Pod> = match query.namespace.as_deref() {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api = self.pods(&query);
         let mut list = ListParams::default().labels(&query.selector);
         let mut watch = WatchParams::default().labels(&query.selector);
         if let Some(name) = &query.name {
@@ -40,12 +37,7 @@ impl Cluster {
             list = list.fields(&by_name);
             watch = watch.fields(&by_name);
         }
-        let policy = Policy {
-            node: &self.node,
-            protected: &self.protected,
-            allowed: &req.allow_protected_namespaces,
-            container: req.container.trim(),
-        };
+        let policy = self.policy(&req);
         let follower = Follower {
             cluster: self,
             engine,

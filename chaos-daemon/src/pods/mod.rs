@@ -6,7 +6,7 @@ mod follow;
 mod owner;
 mod query;
 
-pub use classify::{classify, Policy};
+pub use classify::{classify, not_running, Policy};
 pub use cluster::Cluster;
 pub use query::Query;
 
