@@ -170,10 +170,12 @@ async fn delay_and_jitter_shape_round_trips() {
     assert_eq!(count(&hit, "received"), 500, "{hit}");
     assert!(base.median() < 20.0, "untargeted traffic delayed: {spared}");
     // Uniform on [40, 60]: median 50, quartiles 45 and 55. Over 500 draws a quartile's
-    // standard error is about 0.4 ms; the machine's own latency only adds (its median is
-    // `base`). No packet leaves before its 40 ms.
+    // standard error is about 0.4 ms, which bounds the median from below; from above, the
+    // machine's own lateness adds to it (an emulated guest's timers fire up to a few ms late,
+    // more under load than `base` shows), and how late is what `cargo xtask bench` measures.
+    // No packet leaves before its 40 ms.
     assert!(
-        (49.0..=51.5 + base.median()).contains(&median),
+        (49.0..=55.0 + base.median()).contains(&median),
         "median {median}"
     );
     assert!((8.5..=11.5).contains(&iqr), "interquartile range {iqr}");

@@ -22,10 +22,12 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{privilege, setup, workspace};
 use report::KernelRun;
-use suite::TestResult;
+use suite::{BinaryRun, TestResult};
 
 /// Prefix of the result lines a guest prints on its console.
 const RESULT_LINE: &str = "FAULTLINE-VM-RESULT ";
+/// Prefix of the line with one binary's wall time in the guest.
+const BINARY_LINE: &str = "FAULTLINE-VM-BINARY ";
 /// Prefix of the line with the guest's kernel release.
 const RELEASE_LINE: &str = "FAULTLINE-VM-RELEASE ";
 /// File beside the report holding its closing totals line.
@@ -91,6 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
                 release: None,
                 boot_failure: Some(format!("could not prepare the kernel: {err:#}")),
                 results: Vec::new(),
+                binaries: Vec::new(),
                 seconds: 0.0,
                 retried: None,
             },
@@ -157,13 +160,15 @@ fn test_env(args: &Args) {
 /// The host row: the binaries run directly.
 fn on_host(args: &Args, binaries: &[std::path::PathBuf], watchdog: Duration) -> KernelRun {
     test_env(args);
+    let mut ran = suite::run_all(binaries, &args.filter, watchdog);
     KernelRun {
         kernel: String::new(),
         release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|r| r.trim().to_string()),
         boot_failure: None,
-        results: suite::run_all(binaries, &args.filter, watchdog),
+        results: ran.iter_mut().flat_map(|b| b.results.drain(..)).collect(),
+        binaries: ran,
         seconds: 0.0,
         retried: None,
     }
@@ -265,6 +270,7 @@ fn in_vm(
         release: None,
         boot_failure: None,
         results: Vec::new(),
+        binaries: Vec::new(),
         seconds: 0.0,
         retried: None,
     };
@@ -277,6 +283,11 @@ fn in_vm(
                     match serde_json::from_str::<TestResult>(json) {
                         Ok(result) => run.results.push(result),
                         Err(err) => console.push(format!("unreadable result line ({err}): {line}")),
+                    }
+                } else if let Some(json) = line.split_once(BINARY_LINE).map(|(_, j)| j) {
+                    match serde_json::from_str::<BinaryRun>(json) {
+                        Ok(binary) => run.binaries.push(binary),
+                        Err(err) => console.push(format!("unreadable binary line ({err}): {line}")),
                     }
                 } else if let Some((_, release)) = line.split_once(RELEASE_LINE) {
                     run.release = Some(release.trim().to_string());
@@ -341,9 +352,12 @@ pub fn guest(args: &GuestArgs) -> Result<()> {
     let binaries = suite::read_manifest(&args.manifest)?;
     let watchdog = Duration::from_secs(args.watchdog_minutes * 60);
     // Results go out binary by binary, so a hang later still leaves the earlier ones.
-    for binary in &binaries {
-        for result in suite::run_all(std::slice::from_ref(binary), &args.filter, watchdog) {
-            println!("{RESULT_LINE}{}", serde_json::to_string(&result)?);
+    for binary in binaries.iter().filter(|b| suite::kernel_bound(b)) {
+        for ran in suite::run_all(std::slice::from_ref(binary), &args.filter, watchdog) {
+            for result in &ran.results {
+                println!("{RESULT_LINE}{}", serde_json::to_string(result)?);
+            }
+            println!("{BINARY_LINE}{}", serde_json::to_string(&ran)?);
         }
     }
     Ok(())

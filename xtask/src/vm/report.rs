@@ -4,7 +4,7 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use super::suite::{Outcome, TestResult};
+use super::suite::{BinaryRun, Outcome, TestResult};
 
 /// What happened on one kernel.
 #[derive(Debug, Serialize)]
@@ -15,6 +15,8 @@ pub struct KernelRun {
     /// Why the kernel produced no test results at all (no boot, panic, hang).
     pub boot_failure: Option<String>,
     pub results: Vec<TestResult>,
+    /// Each binary's wall time, in the order they ran.
+    pub binaries: Vec<BinaryRun>,
     pub seconds: f64,
     /// Why a first attempt was run again (it hung), if it was.
     pub retried: Option<String>,
@@ -79,6 +81,12 @@ pub fn markdown(runs: &[KernelRun]) -> String {
             run.seconds
         );
     }
+    let _ = writeln!(
+        text,
+        "\nOn the host only, as their subject does not depend on the kernel: {}.",
+        super::suite::HOST_ONLY.join(", ")
+    );
+    text.push_str(&times(runs));
     for run in runs {
         let mut details = String::new();
         if let Some(why) = &run.boot_failure {
@@ -116,6 +124,76 @@ pub fn markdown(runs: &[KernelRun]) -> String {
     }
     text
 }
+
+/// Where the matrix's time goes: each binary's wall time per kernel, and the slowest tests, so
+/// that CI's time limit is kept by facts.
+fn times(runs: &[KernelRun]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for binary in runs.iter().flat_map(|r| &r.binaries) {
+        if !names.contains(&binary.binary.as_str()) {
+            names.push(&binary.binary);
+        }
+    }
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\n## Time per test binary (s)\n\n| binary |");
+    for run in runs {
+        let _ = write!(text, " {} |", run.kernel);
+    }
+    text.push_str("\n|---|");
+    text.push_str(&"---:|".repeat(runs.len()));
+    text.push('\n');
+    for name in names {
+        let _ = write!(text, "| {name} |");
+        for run in runs {
+            // A binary can appear twice (a crate's lib and bin tests share its name).
+            let seconds: f64 = run
+                .binaries
+                .iter()
+                .filter(|b| b.binary == name)
+                .map(|b| b.seconds)
+                .sum();
+            let ran = run.binaries.iter().any(|b| b.binary == name);
+            let cell = if ran {
+                format!("{seconds:.1}")
+            } else {
+                "-".into()
+            };
+            let _ = write!(text, " {cell} |");
+        }
+        text.push('\n');
+    }
+    text.push_str("\n## Slowest tests (s)\n\n");
+    for run in runs {
+        let mut slow: Vec<&TestResult> =
+            run.results.iter().filter(|r| r.seconds.is_some()).collect();
+        slow.sort_by(|a, b| {
+            b.seconds
+                .partial_cmp(&a.seconds)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let list: Vec<String> = slow
+            .iter()
+            .take(SLOWEST)
+            .map(|r| {
+                format!(
+                    "{}::{} {:.1}",
+                    r.binary,
+                    r.name,
+                    r.seconds.unwrap_or_default()
+                )
+            })
+            .collect();
+        if !list.is_empty() {
+            let _ = writeln!(text, "- {}: {}", run.kernel, list.join(", "));
+        }
+    }
+    text
+}
+
+/// How many of a kernel's slowest tests the report names.
+const SLOWEST: usize = 8;
 
 /// Writes `report.md` and `report.json` into `dir`.
 pub fn write(dir: &Path, runs: &[KernelRun]) -> Result<()> {
