@@ -14,7 +14,7 @@ use chaos_proto::v1::{
 use serde_json::Value;
 use support::{
     api::{self, cancel, get, inject},
-    assert_rate_within, require_root, spawn_probe, spawn_probe_background,
+    assert_rate_within, rate_within, require_root, spawn_probe, spawn_probe_background,
     traffic::Rtts,
     Daemon, ProbeHandle, ProbeJob, TcpSink, TestCgroup, TwoNs, UdpEchoServer, B_V4,
 };
@@ -449,10 +449,17 @@ async fn corrupt_and_duplicate_reach_the_receiver() {
         .await
         .counters
         .expect("counters");
-    eprintln!("corrupt/duplicate: sent {}, lost {lost}, duplicates {dups}, csum errors {discarded}, {counters:?}", count(&r, "sent"));
+    let seen = format!(
+        "sent {}, lost {lost}, duplicates {dups}, csum errors {discarded}, {counters:?}",
+        count(&r, "sent")
+    );
+    eprintln!("corrupt/duplicate: {seen}");
     // A duplicate is cloned before the original is corrupted: the clone stays clean.
-    assert_rate_within(lost, n, 0.1 * 0.9, SIGMAS);
-    assert_rate_within(dups, n, 0.1 * 0.9, SIGMAS);
+    for (what, hits) in [("lost", lost), ("duplicates", dups)] {
+        if let Err(why) = rate_within(hits, n, 0.1 * 0.9, SIGMAS) {
+            panic!("{what}: {why}; {seen}");
+        }
+    }
     // Every corrupted packet was discarded by the receiver for its checksum, but for a flip
     // in the IP version or header length, which is a header error instead (8 bits of 736).
     assert!(discarded <= counters.corrupted, "{discarded}");

@@ -47,8 +47,8 @@ use chaos_common::{
         PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SHAPE_EGRESS, SHAPE_INGRESS, SHAPE_REORDER,
     },
     shape::{
-        FlowKey, ShapeCounters, ShapeSlots, DUPLICATE_MARK, FLOW_INGRESS, MAX_FLOWS, MAX_IFACES,
-        MAX_TARGETS,
+        FlowKey, JitterTable, ShapeCounters, ShapeSlots, DUPLICATE_MARK, FLOW_INGRESS, MAX_FLOWS,
+        MAX_IFACES, MAX_TARGETS,
     },
 };
 
@@ -75,7 +75,7 @@ static SHAPE_CLOCKS: Array<u64> = Array::pinned(2 * MAX_FAULTS, 0);
 static SHAPE_FLOWS: LruHashMap<FlowKey, u64> = LruHashMap::pinned(MAX_FLOWS, 0);
 /// Jitter quantile tables, one per non-uniform distribution.
 #[map]
-static SHAPE_TABLES: Array<i32> = Array::pinned(DIST_TABLES * DIST_SIZE, 0);
+static SHAPE_TABLES: Array<JitterTable> = Array::pinned(DIST_TABLES, 0);
 /// Per slot and CPU: the previous jitter, for correlation.
 #[map]
 static SHAPE_JITTER: PerCpuArray<i64> = PerCpuArray::pinned(MAX_FAULTS, 0);
@@ -319,11 +319,11 @@ fn jitter(slot: u32, fault: &NetFault) -> i64 {
         let span = 2 * fault.jitter_ns + 1;
         ((draw() << 32 | draw()) % span) as i64 - fault.jitter_ns as i64
     } else {
-        let index =
-            u32::from(fault.distribution - 1) * DIST_SIZE + (draw() as u32 & (DIST_SIZE - 1));
-        let Some(quantile) = SHAPE_TABLES.get(index) else {
+        let Some(table) = SHAPE_TABLES.get(u32::from(fault.distribution - 1)) else {
             return 0;
         };
+        // The mask keeps the offset inside the value, as the verifier checks.
+        let quantile = &table.quantiles[draw() as usize & (DIST_SIZE as usize - 1)];
         // Quantiles are in 1/65536 of a standard deviation.
         (i64::from(*quantile) * fault.jitter_ns as i64) >> 16
     };

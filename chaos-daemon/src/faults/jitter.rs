@@ -6,25 +6,27 @@
 //! the distributions' inverse CDFs, then re-centred and re-scaled so that the table itself
 //! (what the program draws from) has mean 0 and deviation 1 exactly: the mean delay is the
 //! requested latency and the spread the requested jitter, tails included.
-use chaos_common::net::{DIST_ONE, DIST_SIZE};
+use chaos_common::{
+    net::{DIST_ONE, DIST_SIZE},
+    shape::{JitterTable, JitterTables},
+};
 
 /// Shape of the Pareto distribution (netem's tables use 3: finite mean and variance).
 const PARETO_SHAPE: f64 = 3.0;
 
 /// The tables in map order: normal, pareto, paretonormal (netem's mix, 25 % normal).
-pub fn tables() -> Vec<i32> {
-    let mut all = Vec::with_capacity(3 * DIST_SIZE as usize);
-    all.extend(standardized(normal_quantile));
-    all.extend(standardized(pareto_quantile));
-    all.extend(standardized(|p| {
-        0.25 * normal_quantile(p) + 0.75 * standard_pareto(pareto_quantile(p))
-    }));
-    all
+pub fn tables() -> Box<JitterTables> {
+    let all = [
+        standardized(normal_quantile),
+        standardized(pareto_quantile),
+        standardized(|p| 0.25 * normal_quantile(p) + 0.75 * standard_pareto(pareto_quantile(p))),
+    ];
+    Box::new(all.map(|quantiles| JitterTable { quantiles }))
 }
 
 /// A table of `quantile` at the middle of each of the DIST_SIZE equal-probability bins,
 /// scaled to mean 0 and deviation 1.
-fn standardized(quantile: impl Fn(f64) -> f64) -> Vec<i32> {
+fn standardized(quantile: impl Fn(f64) -> f64) -> [i32; DIST_SIZE as usize] {
     let n = DIST_SIZE as usize;
     let raw: Vec<f64> = (0..n)
         .map(|i| quantile((i as f64 + 0.5) / n as f64))
@@ -32,9 +34,11 @@ fn standardized(quantile: impl Fn(f64) -> f64) -> Vec<i32> {
     let mean = raw.iter().sum::<f64>() / n as f64;
     let var = raw.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
     let sd = var.sqrt();
-    raw.iter()
-        .map(|x| ((x - mean) / sd * DIST_ONE as f64).round() as i32)
-        .collect()
+    let mut table = [0; DIST_SIZE as usize];
+    for (q, x) in table.iter_mut().zip(&raw) {
+        *q = ((x - mean) / sd * DIST_ONE as f64).round() as i32;
+    }
+    table
 }
 
 /// Pareto with scale 1: x = (1 − p)^(−1/α).
@@ -113,9 +117,7 @@ mod tests {
 
     #[test]
     fn every_table_has_mean_zero_and_deviation_one() {
-        let all = tables();
-        assert_eq!(all.len(), 3 * DIST_SIZE as usize);
-        for table in all.chunks(DIST_SIZE as usize) {
+        for table in tables().iter().map(|t| &t.quantiles) {
             let (mean, sd) = moments(table);
             assert!(mean.abs() < 1e-3, "mean {mean}");
             assert!((sd - 1.0).abs() < 1e-3, "sd {sd}");
@@ -132,8 +134,7 @@ mod tests {
 
     #[test]
     fn pareto_is_skewed_right() {
-        let all = tables();
-        let pareto = &all[DIST_SIZE as usize..2 * DIST_SIZE as usize];
+        let pareto = &tables()[1].quantiles;
         // Most draws sit below the mean, a long tail above it.
         let below = pareto.iter().filter(|&&v| v < 0).count();
         assert!(below > DIST_SIZE as usize * 6 / 10, "{below}");

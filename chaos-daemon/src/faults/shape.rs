@@ -2,9 +2,11 @@
 //! parameters of a network fault's slot.
 use std::{sync::OnceLock, time::Duration};
 
+use chaos_common::shape::JitterTables;
+
 use chaos_common::net::{
-    NetFault, DIST_NORMAL, DIST_ONE, DIST_PARETO, DIST_PARETONORMAL, DIST_SIZE, DIST_UNIFORM,
-    SHAPE_EGRESS, SHAPE_INGRESS, SHAPE_ON, SHAPE_REORDER,
+    NetFault, DIST_NORMAL, DIST_ONE, DIST_PARETO, DIST_PARETONORMAL, DIST_UNIFORM, SHAPE_EGRESS,
+    SHAPE_INGRESS, SHAPE_ON, SHAPE_REORDER,
 };
 use chaos_proto::v1::{Bandwidth, Delay, Direction, JitterDistribution, NetworkFault};
 
@@ -23,8 +25,8 @@ pub const DEFAULT_QUEUE: Duration = Duration::from_secs(1);
 pub const FQ_HORIZON: Duration = Duration::from_secs(MAX_DELAY.as_secs() + MAX_QUEUE.as_secs());
 
 /// The jitter tables, made once.
-pub fn tables() -> &'static [i32] {
-    static TABLES: OnceLock<Vec<i32>> = OnceLock::new();
+pub fn tables() -> &'static JitterTables {
+    static TABLES: OnceLock<Box<JitterTables>> = OnceLock::new();
     TABLES.get_or_init(jitter::tables)
 }
 
@@ -94,9 +96,10 @@ fn plan_delay(delay: &Delay, fault: &mut NetFault) -> Result<(), Error> {
     let widest = if fault.distribution == DIST_UNIFORM {
         fault.jitter_ns as u128
     } else {
-        let table = usize::from(fault.distribution - 1) * DIST_SIZE as usize;
-        let top = tables()[table..table + DIST_SIZE as usize]
-            .iter()
+        let top = tables()
+            .get(usize::from(fault.distribution - 1))
+            .into_iter()
+            .flat_map(|table| table.quantiles.iter())
             .map(|q| q.unsigned_abs())
             .max()
             .unwrap_or(0);

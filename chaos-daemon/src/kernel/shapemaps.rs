@@ -4,8 +4,8 @@ use aya::{
     Ebpf,
 };
 use chaos_common::shape::{
-    ShapeCounters, ShapeSlots, CLOCKS_MAP, COUNTERS_MAP, IFACES_MAP, JITTER_MAP, LEVELS_MAP,
-    MAX_IFACES, TABLES_MAP, TARGETS_MAP,
+    JitterTable, JitterTables, ShapeCounters, ShapeSlots, CLOCKS_MAP, COUNTERS_MAP, IFACES_MAP,
+    JITTER_MAP, LEVELS_MAP, MAX_IFACES, TABLES_MAP, TARGETS_MAP,
 };
 
 use super::{
@@ -21,7 +21,6 @@ pub struct ShapeMaps {
     /// Ingress routes: slot lists by interface tag − 1.
     ifaces: Array<MapData, ShapeSlots>,
     clocks: Array<MapData, u64>,
-    tables: Array<MapData, i32>,
     jitter: PerCpuArray<MapData, i64>,
     counters: PerCpuArray<MapData, ShapeCounters>,
     cpus: usize,
@@ -29,22 +28,19 @@ pub struct ShapeMaps {
 
 impl ShapeMaps {
     /// Takes the maps out of the loaded object and writes the jitter tables.
-    pub fn take(ebpf: &mut Ebpf, tables: &[i32]) -> Result<Self, Error> {
-        let mut maps = Self {
+    pub fn take(ebpf: &mut Ebpf, tables: &JitterTables) -> Result<Self, Error> {
+        let mut map: Array<MapData, JitterTable> = take(ebpf, TABLES_MAP)?;
+        for (index, table) in (0..).zip(tables) {
+            map.set(index, table, 0).map_err(map_err(TABLES_MAP))?;
+        }
+        Ok(Self {
             targets: TargetMaps::take(ebpf, LEVELS_MAP, TARGETS_MAP)?,
             ifaces: take(ebpf, IFACES_MAP)?,
             clocks: take(ebpf, CLOCKS_MAP)?,
-            tables: take(ebpf, TABLES_MAP)?,
             jitter: take(ebpf, JITTER_MAP)?,
             counters: take(ebpf, COUNTERS_MAP)?,
             cpus: possible_cpus(COUNTERS_MAP)?,
-        };
-        for (i, quantile) in tables.iter().enumerate() {
-            maps.tables
-                .set(i as u32, quantile, 0)
-                .map_err(map_err(TABLES_MAP))?;
-        }
-        Ok(maps)
+        })
     }
 
     /// Sets the faults acting on the ingress route tagged `tag` (1-based).

@@ -47,5 +47,5 @@ pub use stream::steady_stream;
 pub use topology::{TwoNs, A_V4, A_V6, B_V4, B_V4_ROUTED, B_V6};
 pub use util::{
     assert_rate_within, bench_finish, bench_runtime, bench_scale, bench_start, kernel_release,
-    percentiles, require_root, skip, unique_name, wait_until,
+    percentiles, rate_within, require_root, skip, unique_name, wait_until,
 };

@@ -34,21 +34,35 @@ pub fn wait_until(timeout: Duration, mut poll_fn: impl FnMut() -> bool) -> bool 
 /// width; `sigmas` of 4 or 5 makes a false failure vanishingly rare.
 #[track_caller]
 pub fn assert_rate_within(observed_hits: u64, trials: u64, expected_p: f64, sigmas: f64) {
-    assert!(trials > 0, "assert_rate_within: no trials");
+    if let Err(why) = rate_within(observed_hits, trials, expected_p, sigmas) {
+        panic!("{why}");
+    }
+}
+
+/// [`assert_rate_within`]'s check, returning why it fails for a caller that adds context.
+pub fn rate_within(
+    observed_hits: u64,
+    trials: u64,
+    expected_p: f64,
+    sigmas: f64,
+) -> Result<(), String> {
+    assert!(trials > 0, "rate_within: no trials");
     assert!(
         (0.0..=1.0).contains(&expected_p),
-        "assert_rate_within: expected_p {expected_p} is not a probability"
+        "rate_within: expected_p {expected_p} is not a probability"
     );
     let n = trials as f64;
     let observed = observed_hits as f64 / n;
     let sd = (expected_p * (1.0 - expected_p) / n).sqrt();
     let bound = sigmas * sd + 1.0 / n;
     let diff = (observed - expected_p).abs();
-    assert!(
-        diff <= bound,
+    if diff <= bound {
+        return Ok(());
+    }
+    Err(format!(
         "rate out of bounds: observed {observed_hits}/{trials} = {observed:.5}, expected \
          {expected_p:.5} ± {bound:.5} ({sigmas} σ of {sd:.5} + 1/{trials}); off by {diff:.5}"
-    );
+    ))
 }
 
 /// Returns true when running as root; otherwise prints why the test is skipped and

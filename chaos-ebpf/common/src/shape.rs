@@ -42,6 +42,20 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 8);
 
+/// A value of [`TABLES_MAP`]: one jitter table, [`crate::net::DIST_SIZE`] quantiles. A whole
+/// table per element, so the daemon writes the tables with one `BPF_MAP_UPDATE_ELEM` each at
+/// start rather than one per quantile (12,288 syscalls cost seconds on an emulated machine),
+/// and the program indexes it with a mask the verifier can bound.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterTable {
+    pub quantiles: [i32; crate::net::DIST_SIZE as usize],
+}
+const _: () = assert!(core::mem::size_of::<JitterTable>() == 16_384);
+
+/// Every table, in map order: normal, pareto, paretonormal.
+pub type JitterTables = [JitterTable; crate::net::DIST_TABLES as usize];
+
 /// Per-CPU value of [`COUNTERS_MAP`] at a slot. Times are in the window's clock.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,4 +83,5 @@ mod pod {
     // SAFETY: #[repr(C)], integers only, no padding.
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::ShapeCounters {}
+    unsafe impl aya::Pod for super::JitterTable {}
 }

@@ -78,9 +78,6 @@ pub fn run(args: &Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| workspace::target_dir().join("vm-test"));
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    let manifest = dir.join("manifest.json");
-    std::fs::write(&manifest, serde_json::to_string(&binaries)?)
-        .with_context(|| format!("write {}", manifest.display()))?;
     let watchdog = Duration::from_secs(args.watchdog_minutes * 60);
 
     let mut runs = Vec::new();
@@ -100,6 +97,10 @@ pub fn run(args: &Args) -> Result<()> {
             Ok(prepared) if prepared.image.is_none() => on_host(args, &binaries, watchdog),
             Ok(mut prepared) => {
                 prepared.append.extend(args.boot_args.iter().cloned());
+                let manifest = dir.join(format!("manifest-{}.json", spec.name));
+                let listed = suite::for_vm(&binaries, spec.only);
+                std::fs::write(&manifest, serde_json::to_string(&listed)?)
+                    .with_context(|| format!("write {}", manifest.display()))?;
                 let first = in_vm(args, &prepared, &manifest, watchdog)?;
                 match first.hang() {
                     // A guest under TCG has hung once in a while; a second hang, or any
@@ -352,7 +353,7 @@ pub fn guest(args: &GuestArgs) -> Result<()> {
     let binaries = suite::read_manifest(&args.manifest)?;
     let watchdog = Duration::from_secs(args.watchdog_minutes * 60);
     // Results go out binary by binary, so a hang later still leaves the earlier ones.
-    for binary in binaries.iter().filter(|b| suite::kernel_bound(b)) {
+    for binary in &binaries {
         for ran in suite::run_all(std::slice::from_ref(binary), &args.filter, watchdog) {
             for result in &ran.results {
                 println!("{RESULT_LINE}{}", serde_json::to_string(result)?);

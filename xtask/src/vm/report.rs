@@ -86,6 +86,14 @@ pub fn markdown(runs: &[KernelRun]) -> String {
         "\nOn the host only, as their subject does not depend on the kernel: {}.",
         super::suite::HOST_ONLY.join(", ")
     );
+    for spec in super::kernels::ALL {
+        if let Some(only) = spec
+            .only
+            .filter(|_| runs.iter().any(|r| r.kernel == spec.name))
+        {
+            let _ = writeln!(text, "\n{} runs only: {}.", spec.name, only.join(", "));
+        }
+    }
     text.push_str(&times(runs));
     for run in runs {
         let mut details = String::new();

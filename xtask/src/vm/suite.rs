@@ -44,9 +44,17 @@ pub const HOST_ONLY: &[&str] = &[
     "xtask",         // the developer tasks themselves
 ];
 
-/// Whether `binary` runs inside the VMs as well as on the host.
-pub fn kernel_bound(binary: &Path) -> bool {
-    !HOST_ONLY.contains(&short_name(binary).as_str())
+/// The binaries a VM runs: those that depend on the kernel, and of those only the ones in
+/// `only` when the kernel names some.
+pub fn for_vm(binaries: &[PathBuf], only: Option<&[&str]>) -> Vec<PathBuf> {
+    binaries
+        .iter()
+        .filter(|binary| {
+            let name = short_name(binary);
+            !HOST_ONLY.contains(&name.as_str()) && only.is_none_or(|only| only.contains(&&*name))
+        })
+        .cloned()
+        .collect()
 }
 
 /// One test of one binary.
