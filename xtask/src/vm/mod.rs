@@ -22,11 +22,9 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::{privilege, setup, workspace};
 use report::KernelRun;
-use suite::{BinaryRun, TestResult};
+use suite::BinaryRun;
 
-/// Prefix of the result lines a guest prints on its console.
-const RESULT_LINE: &str = "FAULTLINE-VM-RESULT ";
-/// Prefix of the line with one binary's wall time in the guest.
+/// Prefix of the line a guest prints on its console for each binary: its results and time.
 const BINARY_LINE: &str = "FAULTLINE-VM-BINARY ";
 /// Prefix of the line with the guest's kernel release.
 const RELEASE_LINE: &str = "FAULTLINE-VM-RELEASE ";
@@ -89,7 +87,6 @@ pub fn run(args: &Args) -> Result<()> {
                 kernel: spec.name.to_string(),
                 release: None,
                 boot_failure: Some(format!("could not prepare the kernel: {err:#}")),
-                results: Vec::new(),
                 binaries: Vec::new(),
                 seconds: 0.0,
                 retried: None,
@@ -161,15 +158,13 @@ fn test_env(args: &Args) {
 /// The host row: the binaries run directly.
 fn on_host(args: &Args, binaries: &[std::path::PathBuf], watchdog: Duration) -> KernelRun {
     test_env(args);
-    let mut ran = suite::run_all(binaries, &args.filter, watchdog);
     KernelRun {
         kernel: String::new(),
         release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .map(|r| r.trim().to_string()),
         boot_failure: None,
-        results: ran.iter_mut().flat_map(|b| b.results.drain(..)).collect(),
-        binaries: ran,
+        binaries: suite::run_all(binaries, &args.filter, watchdog),
         seconds: 0.0,
         retried: None,
     }
@@ -270,7 +265,6 @@ fn in_vm(
         kernel: kernel.name.to_string(),
         release: None,
         boot_failure: None,
-        results: Vec::new(),
         binaries: Vec::new(),
         seconds: 0.0,
         retried: None,
@@ -280,12 +274,7 @@ fn in_vm(
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => {
-                if let Some(json) = line.split_once(RESULT_LINE).map(|(_, j)| j) {
-                    match serde_json::from_str::<TestResult>(json) {
-                        Ok(result) => run.results.push(result),
-                        Err(err) => console.push(format!("unreadable result line ({err}): {line}")),
-                    }
-                } else if let Some(json) = line.split_once(BINARY_LINE).map(|(_, j)| j) {
+                if let Some(json) = line.split_once(BINARY_LINE).map(|(_, j)| j) {
                     match serde_json::from_str::<BinaryRun>(json) {
                         Ok(binary) => run.binaries.push(binary),
                         Err(err) => console.push(format!("unreadable binary line ({err}): {line}")),
@@ -355,9 +344,6 @@ pub fn guest(args: &GuestArgs) -> Result<()> {
     // Results go out binary by binary, so a hang later still leaves the earlier ones.
     for binary in &binaries {
         for ran in suite::run_all(std::slice::from_ref(binary), &args.filter, watchdog) {
-            for result in &ran.results {
-                println!("{RESULT_LINE}{}", serde_json::to_string(result)?);
-            }
             println!("{BINARY_LINE}{}", serde_json::to_string(&ran)?);
         }
     }

@@ -14,8 +14,7 @@ pub struct KernelRun {
     pub release: Option<String>,
     /// Why the kernel produced no test results at all (no boot, panic, hang).
     pub boot_failure: Option<String>,
-    pub results: Vec<TestResult>,
-    /// Each binary's wall time, in the order they ran.
+    /// Each binary's results and wall time, in the order they ran.
     pub binaries: Vec<BinaryRun>,
     pub seconds: f64,
     /// Why a first attempt was run again (it hung), if it was.
@@ -23,8 +22,13 @@ pub struct KernelRun {
 }
 
 impl KernelRun {
+    /// Every test's result, binary by binary.
+    pub fn results(&self) -> impl Iterator<Item = &TestResult> {
+        self.binaries.iter().flat_map(|b| &b.results)
+    }
+
     fn count(&self, want: fn(&Outcome) -> bool) -> usize {
-        self.results.iter().filter(|r| want(&r.outcome)).count()
+        self.results().filter(|r| want(&r.outcome)).count()
     }
 
     pub fn passed(&self) -> usize {
@@ -45,7 +49,7 @@ impl KernelRun {
         if let Some(why) = self.boot_failure.as_deref().filter(|w| watchdog(w)) {
             return Some(why.lines().next().unwrap_or_default().to_string());
         }
-        self.results.iter().find_map(|r| match &r.outcome {
+        self.results().find_map(|r| match &r.outcome {
             Outcome::Failed { detail } if watchdog(detail) => {
                 Some(format!("{}: {detail}", r.binary))
             }
@@ -55,7 +59,7 @@ impl KernelRun {
 
     /// A kernel is green only if tests ran and none failed.
     pub fn ok(&self) -> bool {
-        self.boot_failure.is_none() && self.failed() == 0 && !self.results.is_empty()
+        self.boot_failure.is_none() && self.failed() == 0 && self.results().next().is_some()
     }
 }
 
@@ -106,7 +110,7 @@ pub fn markdown(runs: &[KernelRun]) -> String {
                 "- booted a second time: the first attempt hung ({why})"
             );
         }
-        for result in &run.results {
+        for result in run.results() {
             match &result.outcome {
                 Outcome::Failed { detail } => {
                     let line = detail.replace('\n', " ");
@@ -174,8 +178,7 @@ fn times(runs: &[KernelRun]) -> String {
     }
     text.push_str("\n## Slowest tests (s)\n\n");
     for run in runs {
-        let mut slow: Vec<&TestResult> =
-            run.results.iter().filter(|r| r.seconds.is_some()).collect();
+        let mut slow: Vec<&TestResult> = run.results().filter(|r| r.seconds.is_some()).collect();
         slow.sort_by(|a, b| {
             b.seconds
                 .partial_cmp(&a.seconds)

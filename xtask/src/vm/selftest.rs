@@ -37,11 +37,14 @@ pub fn run() -> Result<()> {
             "fails_on_purpose",
         ],
     )?;
-    let failed = &failing[0]["results"];
-    let named = failed.as_array().is_some_and(|r| {
-        r.iter()
-            .any(|t| t["name"] == "fails_on_purpose" && t["outcome"] == "failed")
-    });
+    let binaries = failing[0]["binaries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let named = binaries
+        .iter()
+        .flat_map(|b| b["results"].as_array().cloned().unwrap_or_default())
+        .any(|t| t["name"] == "fails_on_purpose" && t["outcome"] == "failed");
     if failing[0]["kernel"] != "host" || !named {
         bail!("self-test fail-on-purpose: the host row does not show the failed test: {failing}");
     }

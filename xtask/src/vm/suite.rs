@@ -70,12 +70,11 @@ pub struct TestResult {
 }
 
 /// One binary's results and its wall time (its tests run in parallel, so this is not the sum
-/// of theirs).
+/// of theirs). A guest prints one per binary, as soon as the binary ends.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BinaryRun {
     pub binary: String,
     pub seconds: f64,
-    #[serde(skip)]
     pub results: Vec<TestResult>,
 }
 
